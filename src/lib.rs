@@ -1,14 +1,33 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! fanout: Kafka events to exactly the WebSocket clients whose filters match.
+//!
+//! ```text
+//!  Kafka ──poll──▶ ingest thread (pinned) ──Arc<Outbound>──▶ shard 0 (glommio, pinned)
+//!                  decode (simd-json)         crossbeam      ├─ SO_REUSEPORT listener
+//!                  build admin+public msgs    bounded inbox  ├─ index: key -> conns
+//!                  frame each ONCE            + doorbell     └─ conns: write same bytes
+//!                  store offset after hand-off          ───▶ shard 1 ...
+//! ```
+//!
+//! Module map, in the order data flows:
+//! - [`config`]: CLI -> checked [`config::Config`].
+//! - [`app`]: start and stop everything.
+//! - [`ingest`]: Kafka consumer loop; [`ingest::decode`] builds an
+//!   [`event::Outbound`] per record; [`ingest::dispatch`] hands it to shards.
+//! - [`event`]: the unit that flows.
+//! - [`shard`]: per-core state; `index` (key -> connections), `listener`
+//!   (HTTP, upgrade, auth), `connection` (one client), `inbox` (channel).
+//! - [`protocol`]: client messages, replies, WebSocket frames.
+//! - [`auth`]: admin sessions in Redis.
+//! - [`metrics`]: counters summed on scrape.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod event;
+pub mod ingest;
+pub mod metrics;
+pub mod protocol;
+pub mod shard;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use app::Engine;
+pub use config::{Cli, Config};

@@ -1,0 +1,194 @@
+//! Starts the engine and stops it in order.
+//!
+//! Startup: embedded broker (if asked), metrics registry, one SO_REUSEPORT
+//! listener and one inbox per shard, the shard executors, then the Kafka
+//! consumer and the ingest thread. Shutdown (SPEC §10): refuse new upgrades,
+//! stop ingest and commit its offsets, which drops the inbox senders; each
+//! shard then delivers what it still holds, closes its clients with 1001 and
+//! ends within `--drain-timeout`.
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+
+use anyhow::{Context, Result};
+use socket2::{Domain, Socket, Type};
+
+use crate::auth::redis::RedisClient;
+use crate::config::{Brokers, Config};
+use crate::ingest::{self, dispatch::Dispatcher, embedded::EmbeddedBroker, kafka};
+use crate::metrics::{Gauge, IngestMetrics, Registry, ShardMetrics};
+use crate::shard::executor::{self, ShardStart};
+use crate::shard::{ShardId, Shared, inbox};
+
+/// A running engine.
+pub struct Engine {
+    local_addr: SocketAddr,
+    bootstrap: String,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    ingest: Option<JoinHandle<()>>,
+    shards: Vec<glommio::ExecutorJoinHandle<()>>,
+    // Last: the broker must outlive the consumer's final commit.
+    embedded: Option<EmbeddedBroker>,
+}
+
+impl Engine {
+    /// Starts everything; returns once every listener is bound.
+    pub fn start(config: Config) -> Result<Engine> {
+        if config.shard.allowed_origins.is_empty() {
+            tracing::warn!("--allowed-origins is not set: WebSocket upgrades from every origin are accepted");
+        }
+        match &config.auth.redis_url {
+            Some(url) => {
+                RedisClient::new(url, config.auth.redis_timeout).with_context(|| format!("--redis-url {url:?}"))?;
+            }
+            None => tracing::warn!("--redis-url is not set: admin connections on /ws answer 503"),
+        }
+
+        let (embedded, bootstrap) = match &config.kafka.brokers {
+            Brokers::Embedded { partitions } => {
+                let broker = EmbeddedBroker::start(&config.kafka.topics, *partitions)
+                    .context("starting the embedded Kafka broker")?;
+                let bootstrap = broker.bootstrap().to_string();
+                tracing::info!(bootstrap = %bootstrap, topics = ?config.kafka.topics, "embedded Kafka broker started");
+                (Some(broker), bootstrap)
+            }
+            Brokers::Remote(bootstrap) => (None, bootstrap.clone()),
+        };
+
+        let shard_count = config.placement.shard_count as usize;
+        let ingest_metrics = Arc::new(IngestMetrics::default());
+        let inbox_depth: Arc<[Gauge]> = (0..shard_count).map(|_| Gauge::default()).collect();
+        let shared = Arc::new(Shared {
+            connection_count: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
+            registry: Registry {
+                shards: (0..shard_count).map(|_| Arc::new(ShardMetrics::default())).collect(),
+                ingest: ingest_metrics.clone(),
+                inbox_depth: inbox_depth.clone(),
+            },
+            redis_configured: config.auth.redis_url.is_some(),
+        });
+
+        let listeners = bind_listeners(config.listen, shard_count)?;
+        let local_addr = listeners.1;
+        let mut senders = Vec::with_capacity(shard_count);
+        let mut shards = Vec::with_capacity(shard_count);
+        for (i, listener) in listeners.0.into_iter().enumerate() {
+            let (sender, inbox) = inbox::inbox(config.inbox_capacity).context("creating a shard inbox")?;
+            senders.push(sender);
+            let start = ShardStart {
+                id: ShardId(i as u16),
+                core: config.placement.shard_cores.as_ref().map(|cores| cores[i]),
+                listener,
+                inbox,
+                shared: shared.clone(),
+                config: config.shard.clone(),
+                auth: config.auth.clone(),
+            };
+            let handle = executor::spawn(start)
+                .map_err(|err| anyhow::anyhow!("{err}"))
+                .with_context(|| {
+                    format!("starting shard {i} (glommio needs io_uring and `ulimit -l` of at least 1 MiB per shard)")
+                })?;
+            shards.push(handle);
+        }
+
+        let consumer = kafka::consumer(&config.kafka, &bootstrap, ingest_metrics.clone())
+            .with_context(|| format!("creating the Kafka consumer for {bootstrap}"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let dispatcher = Dispatcher::new(senders, inbox_depth, ingest_metrics.clone());
+        let ingest = ingest::spawn(
+            consumer,
+            dispatcher,
+            ingest_metrics,
+            config.placement.ingest_core,
+            stop.clone(),
+        )
+        .context("starting the ingest thread")?;
+        tracing::info!(addr = %local_addr, shards = shard_count, bootstrap = %bootstrap, "fanout serving");
+        Ok(Engine {
+            local_addr,
+            bootstrap,
+            shared,
+            stop,
+            ingest: Some(ingest),
+            shards,
+            embedded,
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The Kafka bootstrap address in use (the embedded broker's, if any).
+    pub fn kafka_bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// Whether the embedded broker is running.
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
+    /// Whether ingest and every shard are still running.
+    pub fn is_running(&self) -> bool {
+        self.ingest.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stops in the order of SPEC §10 and waits for every thread.
+    pub fn shutdown(mut self) -> Result<()> {
+        tracing::info!("shutting down");
+        self.shared.shutting_down.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(ingest) = self.ingest.take() {
+            ingest
+                .join()
+                .map_err(|_| anyhow::anyhow!("the ingest thread panicked"))?;
+        }
+        for (i, shard) in self.shards.drain(..).enumerate() {
+            shard.join().map_err(|err| anyhow::anyhow!("shard {i} failed: {err}"))?;
+        }
+        drop(self.embedded.take());
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// One listening socket per shard on the same address (SO_REUSEPORT: the
+/// kernel spreads connections over shards). Port 0 is resolved by the first.
+fn bind_listeners(addr: SocketAddr, count: usize) -> Result<(Vec<OwnedFd>, SocketAddr)> {
+    let mut sockets = Vec::with_capacity(count);
+    let mut bound = addr;
+    for _ in 0..count {
+        let socket = Socket::new(Domain::for_address(bound), Type::STREAM, None).context("creating a socket")?;
+        socket.set_reuse_port(true)?;
+        socket.set_reuse_address(true)?;
+        socket.set_tcp_nodelay(true)?;
+        socket.bind(&bound.into()).with_context(|| format!("binding {bound}"))?;
+        socket.listen(4096).with_context(|| format!("listening on {bound}"))?;
+        if bound.port() == 0 {
+            bound = socket.local_addr()?.as_socket().context("local address is not IP")?;
+        }
+        sockets.push(OwnedFd::from(socket));
+    }
+    Ok((sockets, bound))
+}
+
+/// Installs the log subscriber (`RUST_LOG` filters, default `info`).
+pub fn init_logging(format: crate::config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        crate::config::LogFormat::Text => builder.try_init(),
+        crate::config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}

@@ -1,0 +1,210 @@
+//! The Kafka consumer: latency-first settings, explicit start offsets.
+//!
+//! Runs on the ingest thread (its callbacks too: they are served from
+//! `poll`). librdkafka's defaults favour batching; ours favour latency, and
+//! every property can be overridden with `--kafka-opt`.
+//!
+//! Readiness (SPEC §2 `/readyz`) needs more than an assignment: the start
+//! offset of each partition must be known, or records produced right after
+//! "ready" could fall before a later `latest` reset. So on assignment we
+//! resolve each partition's offset ourselves (the committed offset, else the
+//! high or low watermark per `auto.offset.reset`) and assign explicitly.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaResult;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+
+use crate::config::KafkaConfig;
+use crate::metrics::IngestMetrics;
+
+/// The consumer type of the ingest thread.
+pub type KafkaConsumer = BaseConsumer<IngestContext>;
+
+/// Latency-first defaults, applied before `--kafka-opt` overrides.
+/// librdkafka (2.12) defaults in parentheses.
+pub const LATENCY_DEFAULTS: [(&str, &str); 12] = [
+    // Answer a fetch as soon as one byte is there, wait at most 10 ms (500).
+    ("fetch.wait.max.ms", "10"),
+    ("fetch.min.bytes", "1"),
+    // Refetch at once after an empty or failed fetch (1000 / 500).
+    ("fetch.queue.backoff.ms", "0"),
+    ("fetch.error.backoff.ms", "10"),
+    ("socket.nagle.disable", "true"),
+    // We store offsets after the hand-off to every shard; librdkafka commits
+    // what was stored, in the background and at shutdown.
+    ("enable.auto.offset.store", "false"),
+    ("enable.auto.commit", "true"),
+    ("auto.commit.interval.ms", "1000"),
+    // Live notifications: a new group starts at the end.
+    ("auto.offset.reset", "latest"),
+    // Consumer lag for /metrics.
+    ("statistics.interval.ms", "1000"),
+    // Notice a dead peer in the group quickly (45000 / 3000).
+    ("session.timeout.ms", "10000"),
+    ("heartbeat.interval.ms", "1000"),
+];
+
+/// Callbacks of the ingest consumer: rebalance, statistics, logs.
+pub struct IngestContext {
+    metrics: Arc<IngestMetrics>,
+    reset_to_earliest: bool,
+}
+
+impl ClientContext for IngestContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|topic| topic.partitions.values())
+            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag)
+            .sum();
+        self.metrics.consumer_lag.set(lag);
+    }
+}
+
+impl ConsumerContext for IngestContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let resolved = self.resolve_start_offsets(consumer, tpl);
+                let assigned = match &resolved {
+                    Ok(explicit) if cooperative => consumer.incremental_assign(explicit),
+                    Ok(explicit) => consumer.assign(explicit),
+                    Err(_) if cooperative => consumer.incremental_assign(tpl),
+                    Err(_) => consumer.assign(tpl),
+                };
+                if let Err(err) = &resolved {
+                    tracing::warn!(error = %err, "could not resolve start offsets; librdkafka resets them itself");
+                }
+                match assigned {
+                    Ok(()) => {
+                        let count = consumer.assignment().map_or(0, |a| a.count());
+                        self.metrics.partitions_assigned.set(count as i64);
+                        self.metrics.ready.store(count > 0, Ordering::Relaxed);
+                        tracing::info!(partitions = tpl.count(), total = count, "kafka partitions assigned");
+                    }
+                    Err(err) => tracing::error!(error = %err, "kafka assign failed"),
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // Commit what was handed off before another member takes over.
+                let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
+                let result = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(err) = result {
+                    tracing::error!(error = %err, "kafka unassign failed");
+                }
+                let count = consumer.assignment().map_or(0, |a| a.count());
+                self.metrics.partitions_assigned.set(count as i64);
+                self.metrics.ready.store(count > 0, Ordering::Relaxed);
+                tracing::info!(partitions = tpl.count(), "kafka partitions revoked");
+            }
+            other => {
+                tracing::error!(error = ?other, "kafka rebalance error");
+                let _ = consumer.unassign();
+                self.metrics.ready.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl IngestContext {
+    /// The committed offset of each partition, else its watermark.
+    fn resolve_start_offsets(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &TopicPartitionList,
+    ) -> KafkaResult<TopicPartitionList> {
+        const TIMEOUT: Duration = Duration::from_secs(5);
+        let committed = consumer.committed_offsets(tpl.clone(), TIMEOUT)?;
+        let mut explicit = TopicPartitionList::new();
+        for element in committed.elements() {
+            let offset = match element.offset() {
+                Offset::Offset(n) if n >= 0 => n,
+                _ => {
+                    let (low, high) = consumer.fetch_watermarks(element.topic(), element.partition(), TIMEOUT)?;
+                    if self.reset_to_earliest { low } else { high }
+                }
+            };
+            explicit.add_partition_offset(element.topic(), element.partition(), Offset::Offset(offset))?;
+        }
+        Ok(explicit)
+    }
+}
+
+/// The effective consumer properties: defaults, then the user's overrides.
+pub fn client_config(config: &KafkaConfig, bootstrap: &str) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", &config.group_id)
+        .set("client.id", "fanout");
+    for (key, value) in LATENCY_DEFAULTS {
+        client.set(key, value);
+    }
+    for (key, value) in &config.overrides {
+        client.set(key, value);
+    }
+    client
+}
+
+/// Creates the consumer and subscribes it to the configured topics.
+pub fn consumer(config: &KafkaConfig, bootstrap: &str, metrics: Arc<IngestMetrics>) -> KafkaResult<KafkaConsumer> {
+    let client = client_config(config, bootstrap);
+    let reset = client.get("auto.offset.reset").unwrap_or("latest");
+    let reset_to_earliest = matches!(reset, "earliest" | "smallest" | "beginning");
+    metrics.consumer_lag.set(-1);
+    let consumer: KafkaConsumer = client.create_with_context(IngestContext {
+        metrics,
+        reset_to_earliest,
+    })?;
+    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    Ok(consumer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Brokers;
+
+    #[test]
+    fn overrides_win_over_latency_defaults() {
+        let config = KafkaConfig {
+            brokers: Brokers::Remote("b:9092".into()),
+            group_id: "g".into(),
+            topics: vec!["t".into()],
+            overrides: vec![("fetch.wait.max.ms".into(), "250".into())],
+        };
+        let client = client_config(&config, "b:9092");
+        assert_eq!(client.get("fetch.wait.max.ms"), Some("250"));
+        assert_eq!(client.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(client.get("group.id"), Some("g"));
+    }
+}

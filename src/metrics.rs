@@ -1,0 +1,421 @@
+//! Counters and gauges, kept per writer without locks, summed on scrape.
+//!
+//! Each shard writes only its own [`ShardMetrics`] and the ingest thread only
+//! [`IngestMetrics`] (relaxed atomics: one writer each). `/metrics` is served
+//! by whichever shard accepted the request; it reads everything and renders
+//! the Prometheus text format (SPEC §9). The latency histogram is recorded
+//! shard-locally and published as a snapshot once per heartbeat tick.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use hdrhistogram::Histogram;
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning thread writes.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    /// Adds `n` (may be negative).
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+    /// Sets the value.
+    pub fn set(&self, n: i64) {
+        self.0.store(n, Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> i64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Close codes counted by `fanout_closes_total{code}`.
+pub const CLOSE_CODES: [u16; 9] = [1000, 1001, 1002, 1007, 1008, 1009, 1011, 1013, 4001];
+
+/// What one shard counts.
+#[derive(Debug)]
+pub struct ShardMetrics {
+    /// Upgraded public connections open.
+    pub connections_public: Gauge,
+    /// Upgraded admin connections open.
+    pub connections_admin: Gauge,
+    /// Connections accepted (any request).
+    pub accepted: Counter,
+    /// Keys in the index.
+    pub index_keys: Gauge,
+    /// (key, connection) entries in the index.
+    pub index_entries: Gauge,
+    /// Events taken from the inbox.
+    pub events_received: Counter,
+    /// Messages queued to a connection (one per event per recipient).
+    pub messages_delivered: Counter,
+    /// Bytes written to sockets.
+    pub bytes_written: Counter,
+    /// Connections closed for exceeding `--max-pending-bytes`.
+    pub slow_consumer_disconnects: Counter,
+    /// Connections closed for missing the heartbeat.
+    pub heartbeat_timeouts: Counter,
+    /// Upgrades refused, by HTTP status (400, 401, 403, 404, 405, 431, 503).
+    pub rejected: [Counter; 7],
+    /// Closes sent, by code (see [`CLOSE_CODES`]).
+    pub closes: [Counter; 9],
+    /// Error replies sent to clients.
+    pub client_errors: Counter,
+    /// Admin session re-checks that Redis could not answer.
+    pub session_recheck_failures: Counter,
+    /// Index entries the sweep found pointing at closed connections.
+    pub sweep_removed: Counter,
+    /// Snapshot of the ingest-to-socket-write latency, microseconds.
+    pub latency: Mutex<Histogram<u64>>,
+}
+
+/// HTTP statuses counted by `fanout_rejected_upgrades_total{status}`.
+pub const REJECT_STATUSES: [u16; 7] = [400, 401, 403, 404, 405, 431, 503];
+
+impl Default for ShardMetrics {
+    fn default() -> Self {
+        ShardMetrics {
+            connections_public: Gauge::default(),
+            connections_admin: Gauge::default(),
+            accepted: Counter::default(),
+            index_keys: Gauge::default(),
+            index_entries: Gauge::default(),
+            events_received: Counter::default(),
+            messages_delivered: Counter::default(),
+            bytes_written: Counter::default(),
+            slow_consumer_disconnects: Counter::default(),
+            heartbeat_timeouts: Counter::default(),
+            rejected: Default::default(),
+            closes: Default::default(),
+            client_errors: Counter::default(),
+            session_recheck_failures: Counter::default(),
+            sweep_removed: Counter::default(),
+            latency: Mutex::new(new_latency_histogram()),
+        }
+    }
+}
+
+impl ShardMetrics {
+    /// Counts a refused request by status.
+    pub fn reject(&self, status: u16) {
+        if let Some(at) = REJECT_STATUSES.iter().position(|&s| s == status) {
+            self.rejected[at].inc();
+        }
+    }
+    /// Counts a close frame sent.
+    pub fn close(&self, code: u16) {
+        if let Some(at) = CLOSE_CODES.iter().position(|&c| c == code) {
+            self.closes[at].inc();
+        }
+    }
+}
+
+/// A latency histogram in microseconds, 1 µs to 60 s, 3 significant digits.
+pub fn new_latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds are valid")
+}
+
+/// Reasons a Kafka record is skipped (`fanout_events_skipped_total{reason}`).
+pub const SKIP_REASONS: [&str; 3] = ["invalid_json", "not_object", "empty"];
+
+/// What the ingest thread counts.
+#[derive(Debug, Default)]
+pub struct IngestMetrics {
+    /// Records consumed from Kafka.
+    pub events_consumed: Counter,
+    /// Records skipped, by reason (see [`SKIP_REASONS`]).
+    pub events_skipped: [Counter; 3],
+    /// Kafka consumer errors seen.
+    pub kafka_errors: Counter,
+    /// Microseconds the ingest thread waited on a full shard inbox.
+    pub backpressure_micros: Counter,
+    /// Sum of the consumer lag over assigned partitions (from librdkafka
+    /// statistics), or -1 before the first statistics report.
+    pub consumer_lag: Gauge,
+    /// Partitions currently assigned.
+    pub partitions_assigned: Gauge,
+    /// Partitions assigned and their start offsets resolved.
+    pub ready: AtomicBool,
+}
+
+/// Everything `/metrics` reads.
+pub struct Registry {
+    /// One per shard, indexed by shard id.
+    pub shards: Vec<Arc<ShardMetrics>>,
+    /// The ingest thread's.
+    pub ingest: Arc<IngestMetrics>,
+    /// Events waiting in each shard's inbox, as ingest last saw them.
+    pub inbox_depth: Arc<[Gauge]>,
+}
+
+impl Registry {
+    /// Renders the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        let shards = &self.shards;
+        let per_shard = |out: &mut String, name: &str, kind: &str, help: &str, get: &dyn Fn(&ShardMetrics) -> i64| {
+            header(out, name, kind, help);
+            for (id, shard) in shards.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{shard=\"{id}\"}} {}", get(shard));
+            }
+        };
+        header(
+            &mut out,
+            "fanout_connections",
+            "gauge",
+            "Open WebSocket connections by shard and role.",
+        );
+        for (id, shard) in shards.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "fanout_connections{{shard=\"{id}\",role=\"public\"}} {}",
+                shard.connections_public.get()
+            );
+            let _ = writeln!(
+                out,
+                "fanout_connections{{shard=\"{id}\",role=\"admin\"}} {}",
+                shard.connections_admin.get()
+            );
+        }
+        per_shard(
+            &mut out,
+            "fanout_accepted_connections_total",
+            "counter",
+            "TCP connections accepted.",
+            &|s| s.accepted.get() as i64,
+        );
+        per_shard(
+            &mut out,
+            "fanout_subscription_keys",
+            "gauge",
+            "Routing keys with at least one subscriber.",
+            &|s| s.index_keys.get(),
+        );
+        per_shard(
+            &mut out,
+            "fanout_subscription_entries",
+            "gauge",
+            "(key, connection) entries in the index, scope all included.",
+            &|s| s.index_entries.get(),
+        );
+        per_shard(
+            &mut out,
+            "fanout_shard_events_total",
+            "counter",
+            "Events each shard took from its inbox.",
+            &|s| s.events_received.get() as i64,
+        );
+        per_shard(
+            &mut out,
+            "fanout_messages_delivered_total",
+            "counter",
+            "Messages queued to connections (one per event per recipient).",
+            &|s| s.messages_delivered.get() as i64,
+        );
+        per_shard(
+            &mut out,
+            "fanout_bytes_written_total",
+            "counter",
+            "Bytes written to client sockets.",
+            &|s| s.bytes_written.get() as i64,
+        );
+        per_shard(
+            &mut out,
+            "fanout_slow_consumer_disconnects_total",
+            "counter",
+            "Connections closed (1013) for exceeding --max-pending-bytes.",
+            &|s| s.slow_consumer_disconnects.get() as i64,
+        );
+        per_shard(
+            &mut out,
+            "fanout_heartbeat_timeouts_total",
+            "counter",
+            "Connections closed for not answering a ping in --pong-timeout.",
+            &|s| s.heartbeat_timeouts.get() as i64,
+        );
+        per_shard(
+            &mut out,
+            "fanout_client_errors_total",
+            "counter",
+            "Error messages sent to clients.",
+            &|s| s.client_errors.get() as i64,
+        );
+        per_shard(
+            &mut out,
+            "fanout_session_recheck_failures_total",
+            "counter",
+            "Admin session re-checks Redis could not answer.",
+            &|s| s.session_recheck_failures.get() as i64,
+        );
+        per_shard(
+            &mut out,
+            "fanout_sweep_removed_total",
+            "counter",
+            "Stale entries removed by the sweep.",
+            &|s| s.sweep_removed.get() as i64,
+        );
+
+        header(
+            &mut out,
+            "fanout_rejected_upgrades_total",
+            "counter",
+            "HTTP requests refused, by status.",
+        );
+        for (at, status) in REJECT_STATUSES.iter().enumerate() {
+            let sum: u64 = shards.iter().map(|s| s.rejected[at].get()).sum();
+            let _ = writeln!(out, "fanout_rejected_upgrades_total{{status=\"{status}\"}} {sum}");
+        }
+        header(
+            &mut out,
+            "fanout_closes_total",
+            "counter",
+            "Close frames sent, by close code.",
+        );
+        for (at, code) in CLOSE_CODES.iter().enumerate() {
+            let sum: u64 = shards.iter().map(|s| s.closes[at].get()).sum();
+            let _ = writeln!(out, "fanout_closes_total{{code=\"{code}\"}} {sum}");
+        }
+
+        header(
+            &mut out,
+            "fanout_inbox_depth",
+            "gauge",
+            "Events waiting in each shard's inbox (ingest -> shard channel).",
+        );
+        for (id, depth) in self.inbox_depth.iter().enumerate() {
+            let _ = writeln!(out, "fanout_inbox_depth{{shard=\"{id}\"}} {}", depth.get());
+        }
+
+        let ingest = &self.ingest;
+        header(
+            &mut out,
+            "fanout_events_consumed_total",
+            "counter",
+            "Kafka records consumed.",
+        );
+        let _ = writeln!(out, "fanout_events_consumed_total {}", ingest.events_consumed.get());
+        header(
+            &mut out,
+            "fanout_events_skipped_total",
+            "counter",
+            "Kafka records skipped, by reason.",
+        );
+        for (at, reason) in SKIP_REASONS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "fanout_events_skipped_total{{reason=\"{reason}\"}} {}",
+                ingest.events_skipped[at].get()
+            );
+        }
+        header(
+            &mut out,
+            "fanout_kafka_errors_total",
+            "counter",
+            "Kafka consumer errors.",
+        );
+        let _ = writeln!(out, "fanout_kafka_errors_total {}", ingest.kafka_errors.get());
+        header(
+            &mut out,
+            "fanout_backpressure_seconds_total",
+            "counter",
+            "Time the ingest thread waited on full shard inboxes.",
+        );
+        let _ = writeln!(
+            out,
+            "fanout_backpressure_seconds_total {:.6}",
+            ingest.backpressure_micros.get() as f64 / 1e6
+        );
+        header(
+            &mut out,
+            "fanout_kafka_consumer_lag",
+            "gauge",
+            "Messages behind the high watermark, summed over assigned partitions (-1: unknown yet).",
+        );
+        let _ = writeln!(out, "fanout_kafka_consumer_lag {}", ingest.consumer_lag.get());
+        header(
+            &mut out,
+            "fanout_kafka_partitions_assigned",
+            "gauge",
+            "Kafka partitions assigned to this consumer.",
+        );
+        let _ = writeln!(
+            out,
+            "fanout_kafka_partitions_assigned {}",
+            ingest.partitions_assigned.get()
+        );
+        header(
+            &mut out,
+            "fanout_ready",
+            "gauge",
+            "1 once partitions are assigned with resolved start offsets.",
+        );
+        let _ = writeln!(out, "fanout_ready {}", u8::from(ingest.ready.load(Relaxed)));
+
+        self.render_latency(&mut out);
+        out
+    }
+
+    fn render_latency(&self, out: &mut String) {
+        let mut merged = new_latency_histogram();
+        for shard in &self.shards {
+            let snapshot = shard.latency.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _ = merged.add(&*snapshot);
+        }
+        let name = "fanout_delivery_latency_seconds";
+        header(
+            out,
+            name,
+            "histogram",
+            "Ingest (Kafka poll) to socket write, per event and shard (last recipient written).",
+        );
+        const BOUNDS_MICROS: [u64; 14] = [
+            50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 500_000, 1_000_000, 5_000_000,
+        ];
+        for bound in BOUNDS_MICROS {
+            let count = merged.count_between(0, bound);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {count}", bound as f64 / 1e6);
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", merged.len());
+        let sum: f64 = merged
+            .iter_recorded()
+            .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
+            .sum();
+        let _ = writeln!(out, "{name}_sum {:.6}", sum / 1e6);
+        let _ = writeln!(out, "{name}_count {}", merged.len());
+        let quantile = "fanout_delivery_latency_quantile_seconds";
+        header(out, quantile, "gauge", "Quantiles of the delivery latency since start.");
+        for q in [0.5, 0.99, 0.999] {
+            let _ = writeln!(
+                out,
+                "{quantile}{{quantile=\"{q}\"}} {:.6}",
+                merged.value_at_quantile(q) as f64 / 1e6
+            );
+        }
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}

@@ -1,0 +1,257 @@
+//! WebSocket framing, server side (RFC 6455 §5).
+//!
+//! Outbound: server frames are unmasked, so one frame's bytes serve every
+//! recipient; [`text`] frames a message once. Inbound: [`parse`] reads one
+//! client frame from a byte slice in place (unmasking it there), so a shard
+//! needs no per-connection read buffer unless a frame arrives in pieces.
+//! Header parsing is tungstenite's.
+
+use std::io::Cursor;
+
+use bytes::Bytes;
+use tungstenite::protocol::frame::FrameHeader;
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+
+/// Close codes fanout sends (RFC 6455 §7.4.1, plus 4001 of SPEC §3.4).
+pub mod close_code {
+    /// Normal closure (answer to a client close).
+    pub const NORMAL: u16 = 1000;
+    /// Going away: shutdown, dead peer.
+    pub const GOING_AWAY: u16 = 1001;
+    /// Protocol error (e.g. unmasked client frame).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// Text that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// Policy violation: rate limit exceeded repeatedly.
+    pub const POLICY: u16 = 1008;
+    /// Message over `--max-message-bytes`.
+    pub const TOO_BIG: u16 = 1009;
+    /// Try again later: slow consumer.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// Admin session revoked or no longer admin.
+    pub const SESSION_REVOKED: u16 = 4001;
+}
+
+/// Frames `payload` as one final text frame.
+pub fn text(payload: &[u8]) -> Bytes {
+    encode(OpCode::Data(Data::Text), payload)
+}
+
+/// A ping frame with an empty payload.
+pub fn ping() -> Bytes {
+    encode(OpCode::Control(Control::Ping), &[])
+}
+
+/// A pong echoing `payload` (RFC 6455 §5.5.3).
+pub fn pong(payload: &[u8]) -> Bytes {
+    encode(OpCode::Control(Control::Pong), payload)
+}
+
+/// A close frame with `code` and no reason text.
+pub fn close(code: u16) -> Bytes {
+    encode(OpCode::Control(Control::Close), &code.to_be_bytes())
+}
+
+fn encode(opcode: OpCode, payload: &[u8]) -> Bytes {
+    let header = FrameHeader {
+        opcode,
+        ..FrameHeader::default()
+    };
+    let len = payload.len() as u64;
+    let mut out = Vec::with_capacity(header.len(len) + payload.len());
+    header.format(len, &mut out).expect("writing to a Vec cannot fail");
+    out.extend_from_slice(payload);
+    Bytes::from(out)
+}
+
+/// The payload of a frame fanout encoded (tests and benches read it back).
+pub fn payload_of(frame: &[u8]) -> &[u8] {
+    let mut cursor = Cursor::new(frame);
+    match FrameHeader::parse(&mut cursor) {
+        Ok(Some((_, len))) => {
+            let start = cursor.position() as usize;
+            &frame[start..start + len as usize]
+        }
+        _ => &[],
+    }
+}
+
+/// What a client frame is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text (start of a message).
+    Text,
+    /// Binary (start of a message).
+    Binary,
+    /// Continuation of a fragmented message.
+    Continuation,
+    /// Close.
+    Close,
+    /// Ping.
+    Ping,
+    /// Pong.
+    Pong,
+}
+
+/// One parsed client frame; `payload` indexes the caller's buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// Frame kind.
+    pub kind: Kind,
+    /// FIN bit.
+    pub is_final: bool,
+    /// Payload range within the buffer passed to [`parse`], unmasked.
+    pub payload: std::ops::Range<usize>,
+    /// Bytes of the buffer this frame used.
+    pub consumed: usize,
+}
+
+/// A client frame that ends the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Payload longer than allowed (close 1009).
+    #[error("frame of {0} bytes is over the limit")]
+    TooBig(u64),
+    /// Anything RFC 6455 forbids (close 1002).
+    #[error("protocol violation: {0}")]
+    Protocol(&'static str),
+}
+
+/// Parses one client frame from the start of `buf`, unmasking its payload in
+/// place. `Ok(None)`: more bytes are needed (nothing consumed).
+pub fn parse(buf: &mut [u8], max_payload: usize) -> Result<Option<Parsed>, FrameError> {
+    let mut cursor = Cursor::new(&buf[..]);
+    let (header, len) = match FrameHeader::parse(&mut cursor) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => return Ok(None),
+        Err(_) => return Err(FrameError::Protocol("bad frame header")),
+    };
+    let start = cursor.position() as usize;
+    if header.rsv1 || header.rsv2 || header.rsv3 {
+        // RFC 6455 §5.2: no extension was negotiated, so RSV bits must be 0.
+        return Err(FrameError::Protocol("reserved bits set"));
+    }
+    let kind = match header.opcode {
+        OpCode::Data(Data::Text) => Kind::Text,
+        OpCode::Data(Data::Binary) => Kind::Binary,
+        OpCode::Data(Data::Continue) => Kind::Continuation,
+        OpCode::Control(Control::Close) => Kind::Close,
+        OpCode::Control(Control::Ping) => Kind::Ping,
+        OpCode::Control(Control::Pong) => Kind::Pong,
+        _ => return Err(FrameError::Protocol("reserved opcode")),
+    };
+    let is_control = matches!(kind, Kind::Close | Kind::Ping | Kind::Pong);
+    // RFC 6455 §5.5: control frames carry at most 125 bytes, unfragmented.
+    if is_control && (len > 125 || !header.is_final) {
+        return Err(FrameError::Protocol("oversized or fragmented control frame"));
+    }
+    if len > max_payload as u64 {
+        return Err(FrameError::TooBig(len));
+    }
+    // RFC 6455 §5.1: a server must close on an unmasked client frame.
+    let mask = header.mask.ok_or(FrameError::Protocol("client frame not masked"))?;
+    let end = start + len as usize;
+    if buf.len() < end {
+        return Ok(None);
+    }
+    unmask(&mut buf[start..end], mask);
+    Ok(Some(Parsed {
+        kind,
+        is_final: header.is_final,
+        payload: start..end,
+        consumed: end,
+    }))
+}
+
+fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+    for (i, byte) in payload.iter_mut().enumerate() {
+        *byte ^= mask[i & 3];
+    }
+}
+
+/// The close code of a client close frame's payload (1005 "no status" when
+/// absent), as RFC 6455 §5.5.1 lays it out.
+pub fn close_code_of(payload: &[u8]) -> Option<u16> {
+    (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let mask = [1, 2, 3, 4];
+        let mut out = vec![opcode | if fin { 0x80 } else { 0 }];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n < 65536 => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+        out
+    }
+
+    #[test]
+    fn server_text_frame_is_unmasked_and_final() {
+        let frame = text(b"hello");
+        assert_eq!(&frame[..], b"\x81\x05hello");
+        assert_eq!(payload_of(&frame), b"hello");
+        let long = text(&[b'x'; 300]);
+        assert_eq!(&long[..4], &[0x81, 126, 1, 44]);
+    }
+
+    #[test]
+    fn parses_and_unmasks_a_client_frame() {
+        let mut buf = client_frame(0x1, true, b"{\"type\":\"ping\"}");
+        buf.extend_from_slice(b"next");
+        let parsed = parse(&mut buf, 1024).expect("valid").expect("complete");
+        assert_eq!(parsed.kind, Kind::Text);
+        assert_eq!(&buf[parsed.payload.clone()], b"{\"type\":\"ping\"}");
+        assert_eq!(&buf[parsed.consumed..], b"next");
+    }
+
+    #[test]
+    fn partial_frame_needs_more() {
+        let mut buf = client_frame(0x1, true, b"0123456789");
+        let mut head = buf[..7].to_vec();
+        assert_eq!(parse(&mut head, 1024), Ok(None));
+        assert!(parse(&mut buf, 1024).expect("valid").is_some());
+    }
+
+    #[test]
+    fn violations_are_rejected() {
+        let mut unmasked = b"\x81\x02hi".to_vec();
+        assert_eq!(
+            parse(&mut unmasked, 1024),
+            Err(FrameError::Protocol("client frame not masked"))
+        );
+        let mut big = client_frame(0x1, true, &[b'a'; 2000]);
+        assert_eq!(parse(&mut big, 1024), Err(FrameError::TooBig(2000)));
+        let mut fragmented_ping = client_frame(0x9, false, b"");
+        assert!(matches!(
+            parse(&mut fragmented_ping, 1024),
+            Err(FrameError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn too_big_is_detected_from_the_header_alone() {
+        let full = client_frame(0x1, true, &[b'a'; 70_000]);
+        let mut head = full[..14].to_vec();
+        assert_eq!(parse(&mut head, 65_536), Err(FrameError::TooBig(70_000)));
+    }
+
+    #[test]
+    fn close_frame_carries_its_code() {
+        assert_eq!(payload_of(&close(1013)), &1013u16.to_be_bytes());
+        assert_eq!(close_code_of(&4001u16.to_be_bytes()), Some(4001));
+        assert_eq!(close_code_of(&[]), None);
+    }
+}

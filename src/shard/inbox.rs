@@ -1,0 +1,170 @@
+//! The ingest -> shard channel: a bounded crossbeam channel plus a doorbell.
+//!
+//! crossbeam has no async receive, and a shard must not spin. So the shard
+//! drains the channel, says it is going to sleep (`sleeping = true`), checks
+//! once more, and parks its executor on a socketpair read. The ingest thread
+//! rings (writes one byte) only when it sees `sleeping`, so a busy shard costs
+//! ingest no syscall per event. The `SeqCst` store-then-check on one side and
+//! send-then-swap on the other make a lost wakeup impossible: either the
+//! shard's re-check sees the event, or ingest's swap sees `sleeping`.
+//!
+//! Made once at startup, one per shard, and kept alive: only `InboxSender`
+//! crosses threads. Dropping the sender wakes the shard, which then sees the
+//! channel disconnected and starts its shutdown.
+
+use std::io::{self, Write};
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use futures_lite::AsyncReadExt;
+
+use crate::event::Dispatch;
+
+struct Doorbell {
+    sleeping: AtomicBool,
+    writer: UnixStream,
+}
+
+impl Doorbell {
+    fn ring(&self) {
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            self.ring_always();
+        }
+    }
+
+    fn ring_always(&self) {
+        // A full socket buffer means a wakeup is already pending.
+        let _ = (&self.writer).write(&[1]);
+    }
+}
+
+/// The ingest thread's end.
+pub struct InboxSender {
+    tx: Option<Sender<Dispatch>>,
+    bell: Arc<Doorbell>,
+}
+
+/// The shard went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("shard inbox disconnected")]
+pub struct Disconnected;
+
+impl InboxSender {
+    /// Hands `event` to the shard, waiting while its inbox is full
+    /// (backpressure); returns how long it waited.
+    pub fn send(&self, event: Dispatch) -> Result<Duration, Disconnected> {
+        let tx = self.tx.as_ref().ok_or(Disconnected)?;
+        match tx.try_send(event) {
+            Ok(()) => {
+                self.bell.ring();
+                Ok(Duration::ZERO)
+            }
+            Err(TrySendError::Full(event)) => {
+                let started = Instant::now();
+                self.bell.ring_always();
+                tx.send(event).map_err(|_| Disconnected)?;
+                self.bell.ring();
+                Ok(started.elapsed())
+            }
+            Err(TrySendError::Disconnected(_)) => Err(Disconnected),
+        }
+    }
+
+    /// Events waiting in the inbox.
+    pub fn depth(&self) -> usize {
+        self.tx.as_ref().map_or(0, Sender::len)
+    }
+}
+
+impl Drop for InboxSender {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        self.bell.ring_always();
+    }
+}
+
+/// The shard's end, as made on the main thread; [`Inbox::attach`] it on the
+/// shard's executor.
+pub struct Inbox {
+    rx: Receiver<Dispatch>,
+    bell: Arc<Doorbell>,
+    reader: UnixStream,
+}
+
+/// The shard's end, attached to its executor.
+pub struct AttachedInbox {
+    rx: Receiver<Dispatch>,
+    bell: Arc<Doorbell>,
+    parked: glommio::net::UnixStream,
+}
+
+/// Makes one shard's inbox holding at most `capacity` events.
+pub fn inbox(capacity: usize) -> io::Result<(InboxSender, Inbox)> {
+    let (tx, rx) = crossbeam_channel::bounded(capacity);
+    let (writer, reader) = UnixStream::pair()?;
+    writer.set_nonblocking(true)?;
+    reader.set_nonblocking(true)?;
+    let bell = Arc::new(Doorbell {
+        sleeping: AtomicBool::new(false),
+        writer,
+    });
+    Ok((
+        InboxSender {
+            tx: Some(tx),
+            bell: bell.clone(),
+        },
+        Inbox { rx, bell, reader },
+    ))
+}
+
+impl Inbox {
+    /// Moves the doorbell's read end onto the calling glommio executor.
+    /// Must run on the shard's executor.
+    pub fn attach(self) -> AttachedInbox {
+        // SAFETY: the fd is a connected, owned Unix stream socket.
+        let parked = unsafe { glommio::net::UnixStream::from_raw_fd(self.reader.into_raw_fd()) };
+        AttachedInbox {
+            rx: self.rx,
+            bell: self.bell,
+            parked,
+        }
+    }
+}
+
+impl AttachedInbox {
+    /// Waits for events and moves up to `max` into `out`. Returns false once
+    /// the sender is gone and everything sent was taken.
+    pub async fn recv_batch(&mut self, out: &mut Vec<Dispatch>, max: usize) -> bool {
+        loop {
+            while out.len() < max {
+                match self.rx.try_recv() {
+                    Ok(event) => out.push(event),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return !out.is_empty(),
+                }
+            }
+            if !out.is_empty() {
+                return true;
+            }
+            self.bell.sleeping.store(true, Ordering::SeqCst);
+            match self.rx.try_recv() {
+                Ok(event) => {
+                    self.bell.sleeping.store(false, Ordering::SeqCst);
+                    out.push(event);
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty) => {}
+            }
+            let mut rung = [0u8; 64];
+            if self.parked.read(&mut rung).await.is_err() {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+            self.bell.sleeping.store(false, Ordering::SeqCst);
+        }
+    }
+}

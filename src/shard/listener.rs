@@ -1,0 +1,270 @@
+//! Accept, read the HTTP request, answer it or upgrade it (SPEC §2).
+//!
+//! Runs on every shard over its own SO_REUSEPORT listener. Checks run in the
+//! order SPEC §2 gives: path and method, Origin (403), connection limit
+//! (503), admin session (401, or 503 when Redis cannot answer). Only a
+//! request that passes all of them gets `101`; nothing is upgraded and then
+//! closed. The request head is bounded in size (431) and time.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use glommio::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+
+use super::{Role, Shard};
+use crate::auth::{self, AuthError};
+use crate::protocol::Reply;
+use crate::protocol::frame;
+
+/// Accepts connections until the task is dropped (shutdown).
+pub async fn run(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                shard.metrics.accepted.inc();
+                glommio::spawn_local(handle(shard.clone(), stream)).detach();
+            }
+            Err(err) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(shard = shard.id.0, error = %err, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// A parsed request head: what routing needs, owned.
+struct Request {
+    method: String,
+    path: String,
+    upgrade_websocket: bool,
+    connection_upgrade: bool,
+    key: Option<String>,
+    version: Option<String>,
+    origin: Option<String>,
+    cookie: Option<String>,
+}
+
+enum Head {
+    Complete(Request, Vec<u8>),
+    TooLarge,
+    Malformed,
+    Closed,
+}
+
+async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let deadline = shard.config.handshake_timeout;
+    let head = read_head(&mut stream, shard.config.max_header_bytes)
+        .or(async {
+            glommio::timer::sleep(deadline).await;
+            Head::Closed
+        })
+        .await;
+    let (request, leftover) = match head {
+        Head::Complete(request, leftover) => (request, leftover),
+        Head::TooLarge => return respond(&shard, stream, 431, "request header fields too large\n").await,
+        Head::Malformed => return respond(&shard, stream, 400, "malformed HTTP request\n").await,
+        Head::Closed => return,
+    };
+    if request.method != "GET" {
+        return respond(&shard, stream, 405, "only GET is served\n").await;
+    }
+    let path = request.path.split('?').next().unwrap_or("");
+    let role = match path {
+        "/healthz" => return respond(&shard, stream, 200, "ok\n").await,
+        "/readyz" => return ready(&shard, stream).await,
+        "/metrics" => {
+            let body = shard.shared.registry.render();
+            return respond_with(&shard, stream, 200, "text/plain; version=0.0.4", &body).await;
+        }
+        "/ws/availability" => Role::Public,
+        "/ws" => Role::Admin,
+        _ => return respond(&shard, stream, 404, "not found\n").await,
+    };
+    let key = match (&request.key, request.upgrade_websocket && request.connection_upgrade) {
+        (Some(key), true) if request.version.as_deref() == Some("13") => key.clone(),
+        _ => return respond(&shard, stream, 400, "expected a WebSocket upgrade (version 13)\n").await,
+    };
+    if !origin_allowed(&shard, request.origin.as_deref()) {
+        return respond(&shard, stream, 403, "origin not allowed\n").await;
+    }
+    let shared = &shard.shared;
+    if shared.connection_count.fetch_add(1, Ordering::Relaxed) >= shard.config.max_connections
+        || shared.shutting_down.load(Ordering::Relaxed)
+    {
+        shared.connection_count.fetch_sub(1, Ordering::Relaxed);
+        return respond(&shard, stream, 503, "connection limit reached\n").await;
+    }
+    let session = match role {
+        Role::Public => None,
+        Role::Admin => match auth::authenticate(shard.redis.as_ref(), request.cookie.as_deref()).await {
+            Ok(session) => Some(session),
+            Err(err) => {
+                shared.connection_count.fetch_sub(1, Ordering::Relaxed);
+                let status = match err {
+                    AuthError::Unavailable(_) | AuthError::NotConfigured => 503,
+                    _ => 401,
+                };
+                tracing::info!(shard = shard.id.0, status, reason = %err, "admin upgrade refused");
+                return respond(&shard, stream, status, &format!("{err}\n")).await;
+            }
+        },
+    };
+
+    let serial = shard.take_serial();
+    let client_id = format!("{}-{serial}", shard.id.0);
+    let mut greeting = BytesMut::with_capacity(256);
+    greeting.put_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
+    );
+    greeting.put_slice(tungstenite::handshake::derive_accept_key(key.as_bytes()).as_bytes());
+    greeting.put_slice(b"\r\n\r\n");
+    let connected = Reply::Connected {
+        client_id: &client_id,
+        admin: role == Role::Admin,
+    }
+    .encode();
+    greeting.put_slice(&frame::text(&connected));
+    let session_id = session.map(|s| s.session_id);
+    let id = shard.register(serial, role, stream.as_raw_fd(), session_id, greeting.freeze());
+    shard.flush_dirty();
+    super::serve_connection(shard, stream, id, leftover).await;
+}
+
+async fn read_head(stream: &mut TcpStream, max_bytes: usize) -> Head {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Head::Closed,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 48];
+        let mut parsed = httparse::Request::new(&mut headers);
+        match parsed.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) if len <= max_bytes => {
+                let request = to_request(&parsed);
+                return Head::Complete(request, buf[len..].to_vec());
+            }
+            Ok(httparse::Status::Complete(_)) => return Head::TooLarge,
+            Ok(httparse::Status::Partial) if buf.len() > max_bytes => return Head::TooLarge,
+            Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => return Head::TooLarge,
+            Err(_) => return Head::Malformed,
+        }
+    }
+}
+
+fn to_request(parsed: &httparse::Request<'_, '_>) -> Request {
+    let header = |name: &str| {
+        parsed
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+            .map(|v| v.trim().to_string())
+    };
+    let has_token = |name: &str, token: &str| {
+        parsed
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .any(|h| {
+                std::str::from_utf8(h.value).is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            })
+    };
+    // Several Cookie headers may be sent; join them as one list.
+    let cookies: Vec<&str> = parsed
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .collect();
+    Request {
+        method: parsed.method.unwrap_or("").to_string(),
+        path: parsed.path.unwrap_or("").to_string(),
+        upgrade_websocket: has_token("upgrade", "websocket"),
+        connection_upgrade: has_token("connection", "upgrade"),
+        key: header("sec-websocket-key"),
+        version: header("sec-websocket-version"),
+        origin: header("origin"),
+        cookie: (!cookies.is_empty()).then(|| cookies.join("; ")),
+    }
+}
+
+/// SPEC §2: no list accepts every origin; no Origin header (a non-browser
+/// client) passes unless `--require-origin`.
+fn origin_allowed(shard: &Shard, origin: Option<&str>) -> bool {
+    let config = &shard.config;
+    match origin {
+        None => !config.require_origin,
+        Some(_) if config.allowed_origins.is_empty() => true,
+        Some(origin) => {
+            let origin = origin.trim_end_matches('/');
+            config
+                .allowed_origins
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(origin))
+        }
+    }
+}
+
+async fn ready(shard: &Rc<Shard>, stream: TcpStream) {
+    let kafka = shard.shared.ingest().ready.load(Ordering::Relaxed);
+    let redis = match &shard.redis {
+        None => Ok(()),
+        Some(redis) => redis.ping().await.map_err(|err| err.to_string()),
+    };
+    match (kafka, redis) {
+        (true, Ok(())) => respond(shard, stream, 200, "ready\n").await,
+        (false, _) => respond(shard, stream, 503, "kafka partitions not assigned yet\n").await,
+        (true, Err(err)) => respond(shard, stream, 503, &format!("redis not answering: {err}\n")).await,
+    }
+}
+
+async fn respond(shard: &Rc<Shard>, stream: TcpStream, status: u16, body: &str) {
+    respond_with(shard, stream, status, "text/plain; charset=utf-8", body).await;
+}
+
+async fn respond_with(shard: &Rc<Shard>, mut stream: TcpStream, status: u16, content_type: &str, body: &str) {
+    if status >= 400 {
+        shard.metrics.reject(status);
+    }
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        _ => "Service Unavailable",
+    };
+    let allow = if status == 405 { "Allow: GET\r\n" } else { "" };
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown(std::net::Shutdown::Write).await?;
+        // Read what the client still sends so closing does not reset the
+        // connection before it has read the response.
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    };
+    let started = Instant::now();
+    let _ = write
+        .or(async {
+            glommio::timer::sleep(Duration::from_secs(1).saturating_sub(started.elapsed())).await;
+            Ok(())
+        })
+        .await;
+}

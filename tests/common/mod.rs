@@ -1,0 +1,323 @@
+//! Test harness: the real engine on loopback, real Kafka, real WebSockets.
+//!
+//! [`TestEngine`] starts fanout in process on `127.0.0.1:0` with the embedded
+//! broker (librdkafka's mock cluster) or a given one, and produces records
+//! with a real rdkafka producer. [`Client`] is a tungstenite client over a
+//! real socket.
+#![allow(dead_code)]
+
+pub mod redis_server;
+pub mod tansu;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use fanout::{Cli, Config, Engine};
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::{Value, json};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message, WebSocket};
+
+/// How long a test waits for something that should happen.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// A running engine and a producer into its broker.
+pub struct TestEngine {
+    engine: Option<Engine>,
+    pub addr: SocketAddr,
+    pub bootstrap: String,
+    producer: BaseProducer,
+}
+
+impl TestEngine {
+    /// Engine on the embedded broker, with `args` added to the defaults.
+    pub fn start(args: &[&str]) -> TestEngine {
+        Self::start_on("embedded", args)
+    }
+
+    /// Engine consuming from `brokers`, with `args` added to the defaults.
+    pub fn start_on(brokers: &str, args: &[&str]) -> TestEngine {
+        let mut argv = vec![
+            "fanout",
+            "--no-pin",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--kafka-brokers",
+            brokers,
+        ];
+        if !args.contains(&"--shards") {
+            argv.extend_from_slice(&["--shards", "1"]);
+        }
+        argv.extend_from_slice(args);
+        let config =
+            Config::from_cli(Cli::try_parse_from(&argv).expect("test flags parse")).expect("test config is valid");
+        let engine = Engine::start(config).expect("engine starts");
+        let addr = engine.local_addr();
+        let bootstrap = engine.kafka_bootstrap().to_string();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("linger.ms", "0")
+            .set("socket.nagle.disable", "true")
+            .create()
+            .expect("producer");
+        let test = TestEngine {
+            engine: Some(engine),
+            addr,
+            bootstrap,
+            producer,
+        };
+        test.wait_ready();
+        test
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.http_get("/readyz").0 == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "engine never became ready: {:?}",
+                self.http_get("/readyz")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Produces one record and waits until the broker has it.
+    pub fn produce(&self, topic: &str, value: &str) {
+        self.produce_keyed(topic, None, value.as_bytes());
+    }
+
+    /// Produces a JSON value.
+    pub fn produce_json(&self, topic: &str, value: &Value) {
+        self.produce(topic, &value.to_string());
+    }
+
+    /// Produces raw bytes with an optional key.
+    pub fn produce_keyed(&self, topic: &str, key: Option<&str>, value: &[u8]) {
+        let mut record = BaseRecord::<str, [u8]>::to(topic).payload(value);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.producer
+            .send(record)
+            .map_err(|(err, _)| err)
+            .expect("enqueue record");
+        self.producer.flush(PATIENCE).expect("broker acknowledges the record");
+    }
+
+    /// A public client on `/ws/availability`, past its `connected` message.
+    pub fn public_client(&self) -> Client {
+        let mut client = self.connect("/ws/availability", &[]).expect("upgrade succeeds");
+        let hello = client.recv_json();
+        assert_eq!(hello["type"], "connected", "{hello}");
+        client
+    }
+
+    /// Opens a WebSocket to `path` with extra headers; `Err(status)` when the
+    /// server refuses the upgrade.
+    pub fn connect(&self, path: &str, headers: &[(&str, &str)]) -> Result<Client, u16> {
+        let url = format!("ws://{}{}", self.addr, path);
+        let mut request = url.into_client_request().expect("valid url");
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                value.parse().expect("header value"),
+            );
+        }
+        let stream = TcpStream::connect(self.addr).expect("tcp connect");
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        match tungstenite::client(request, stream) {
+            Ok((ws, _)) => Ok(Client { ws }),
+            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+                Err(response.status().as_u16())
+            }
+            Err(err) => panic!("handshake failed unexpectedly: {err}"),
+        }
+    }
+
+    /// A plain HTTP GET: (status, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        http_request(self.addr, &format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"))
+    }
+
+    /// `/metrics` as text.
+    pub fn metrics(&self) -> String {
+        let (status, body) = self.http_get("/metrics");
+        assert_eq!(status, 200);
+        body
+    }
+
+    /// The value of one metric line (exact name with labels), summed when
+    /// the name matches several lines (pass the bare name).
+    pub fn metric(&self, name: &str) -> f64 {
+        metric_value(&self.metrics(), name)
+    }
+
+    /// Waits until `metric(name)` satisfies `check`.
+    pub fn wait_metric(&self, name: &str, check: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let value = self.metric(name);
+            if check(value) {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "metric {name} stuck at {value}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the engine gracefully (SPEC §10).
+    pub fn shutdown(mut self) {
+        if let Some(engine) = self.engine.take() {
+            engine.shutdown().expect("clean shutdown");
+        }
+    }
+}
+
+impl Drop for TestEngine {
+    fn drop(&mut self) {
+        if let Some(engine) = self.engine.take() {
+            let _ = engine.shutdown();
+        }
+    }
+}
+
+/// Sums the samples of `name` (a bare name matches every label set; a name
+/// with labels matches that line only).
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(series, _)| *series == name || series.strip_prefix(name).is_some_and(|rest| rest.starts_with('{')))
+        .map(|(_, value)| value.parse::<f64>().expect("metric value is a number"))
+        .sum()
+}
+
+/// Sends raw bytes and reads the whole response: (status, body).
+pub fn http_request(addr: SocketAddr, raw: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    stream.write_all(raw.as_bytes()).expect("write request");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A WebSocket client over a real socket.
+pub struct Client {
+    pub ws: WebSocket<TcpStream>,
+}
+
+/// What a read ended with.
+#[derive(Debug)]
+pub enum Received {
+    Json(Value),
+    Closed(Option<u16>),
+    Nothing,
+}
+
+impl Client {
+    pub fn send_json(&mut self, value: Value) {
+        self.send_text(&value.to_string());
+    }
+
+    pub fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).expect("send");
+    }
+
+    /// Next JSON message, failing the test after [`PATIENCE`].
+    pub fn recv_json(&mut self) -> Value {
+        match self.recv_within(PATIENCE) {
+            Received::Json(value) => value,
+            other => panic!("expected a JSON message, got {other:?}"),
+        }
+    }
+
+    /// Next message within `wait`: JSON, a close, or nothing.
+    pub fn recv_within(&mut self, wait: Duration) -> Received {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Received::Nothing;
+            }
+            self.ws.get_ref().set_read_timeout(Some(left)).expect("timeout");
+            match self.ws.read() {
+                Ok(Message::Text(text)) => {
+                    return Received::Json(serde_json::from_str(&text).expect("server sends JSON"));
+                }
+                Ok(Message::Close(frame)) => return Received::Closed(frame.map(|f: CloseFrame| f.code.into())),
+                Ok(_) => continue, // ping/pong: tungstenite answers pings itself
+                Err(tungstenite::Error::Io(err))
+                    if matches!(
+                        err.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Received::Nothing;
+                }
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    return Received::Closed(None);
+                }
+                Err(err) => {
+                    eprintln!("read error: {err}");
+                    return Received::Closed(None);
+                }
+            }
+        }
+    }
+
+    /// Asserts nothing arrives for `wait`.
+    pub fn expect_silence(&mut self, wait: Duration) {
+        match self.recv_within(wait) {
+            Received::Nothing => {}
+            other => panic!("expected silence, got {other:?}"),
+        }
+    }
+
+    /// Waits for the server's close frame; returns its code.
+    pub fn expect_close(&mut self) -> Option<u16> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.recv_within(deadline.saturating_duration_since(Instant::now())) {
+                Received::Closed(code) => return code,
+                Received::Json(_) => continue,
+                Received::Nothing => panic!("no close within {PATIENCE:?}"),
+            }
+        }
+    }
+
+    /// Subscribes and returns the `subscribed` reply.
+    pub fn subscribe(&mut self, filters: Value) -> Value {
+        self.send_json(json!({"type": "subscribe", "filters": filters}));
+        let reply = self.recv_json();
+        assert_eq!(reply["type"], "subscribed", "{reply}");
+        reply
+    }
+}
+
+/// A `booking.created` envelope with `slots_remaining`, routed by `course`.
+pub fn booking(course: &str, slots: u32) -> Value {
+    json!({
+        "topic": "booking.created",
+        "timestamp": "2026-11-23T10:00:00Z",
+        "payload": {"data": {"booking_id": format!("bk-{slots}"), "course_id": course,
+            "schedule_id": "sch-1", "student_id": "st-9", "slots_remaining": slots}}
+    })
+}

@@ -22,7 +22,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 
-use crate::config::KafkaConfig;
+use crate::config::{Brokers, KafkaConfig};
 use crate::metrics::IngestMetrics;
 
 /// The consumer type of the ingest thread.
@@ -168,6 +168,12 @@ pub fn client_config(config: &KafkaConfig, bootstrap: &str) -> ClientConfig {
     for (key, value) in LATENCY_DEFAULTS {
         client.set(key, value);
     }
+    if matches!(config.brokers, Brokers::Embedded { .. }) {
+        // librdkafka's mock broker does not answer a waiting fetch when data
+        // arrives; it sits out fetch.wait.max.ms. Measured produce-ack ->
+        // socket: ~9.5 ms at 10 ms, ~0.5 ms at 1 ms.
+        client.set("fetch.wait.max.ms", "1");
+    }
     for (key, value) in &config.overrides {
         client.set(key, value);
     }
@@ -192,7 +198,6 @@ pub fn consumer(config: &KafkaConfig, bootstrap: &str, metrics: Arc<IngestMetric
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Brokers;
 
     #[test]
     fn overrides_win_over_latency_defaults() {

@@ -311,6 +311,7 @@ impl Shard {
             }
             ClientMessage::Ping => Reply::Pong.encode(),
         };
+        self.publish_index_gauges(&index);
         Ok(frame::text(&reply))
     }
 

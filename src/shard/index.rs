@@ -15,6 +15,8 @@ use crate::event::Field;
 pub struct SubscriptionIndex {
     by_field: [AHashMap<Box<str>, Vec<ConnId>>; 3],
     scope_all: Vec<ConnId>,
+    /// Entries under keys (scope all not included), kept for O(1) gauges.
+    keyed_entries: usize,
 }
 
 impl SubscriptionIndex {
@@ -25,10 +27,12 @@ impl SubscriptionIndex {
             Some(conns) => {
                 if !conns.contains(&conn) {
                     conns.push(conn);
+                    self.keyed_entries += 1;
                 }
             }
             None => {
                 map.insert(Box::from(value), vec![conn]);
+                self.keyed_entries += 1;
             }
         }
     }
@@ -39,6 +43,7 @@ impl SubscriptionIndex {
         if let Some(conns) = map.get_mut(value) {
             if let Some(at) = conns.iter().position(|&c| c == conn) {
                 conns.swap_remove(at);
+                self.keyed_entries -= 1;
             }
             if conns.is_empty() {
                 map.remove(value);
@@ -77,12 +82,7 @@ impl SubscriptionIndex {
 
     /// Number of (key, connection) entries, scope-all included.
     pub fn entry_count(&self) -> usize {
-        self.by_field
-            .iter()
-            .flat_map(|m| m.values())
-            .map(Vec::len)
-            .sum::<usize>()
-            + self.scope_all.len()
+        self.keyed_entries + self.scope_all.len()
     }
 
     /// Removes every entry of `conn` for which `keep` is false; returns how
@@ -90,12 +90,15 @@ impl SubscriptionIndex {
     /// that no longer exist.
     pub fn retain(&mut self, mut keep: impl FnMut(ConnId) -> bool) -> usize {
         let before = self.entry_count();
+        let mut keyed_entries = 0;
         for map in &mut self.by_field {
             map.retain(|_, conns| {
                 conns.retain(|&c| keep(c));
+                keyed_entries += conns.len();
                 !conns.is_empty()
             });
         }
+        self.keyed_entries = keyed_entries;
         self.scope_all.retain(|&c| keep(c));
         before - self.entry_count()
     }
@@ -163,6 +166,7 @@ mod tests {
                 }
             }
             prop_assert_eq!(index.key_count(), model.len());
+            prop_assert_eq!(index.entry_count(), model.values().map(BTreeSet::len).sum::<usize>());
             for ((field, key), conns) in &model {
                 let got: BTreeSet<u32> = index.subscribers(*field, key).iter().map(|c| c.0).collect();
                 prop_assert_eq!(&got, conns);

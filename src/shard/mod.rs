@@ -270,6 +270,7 @@ impl Shard {
         if conn.scope_all {
             index.remove_scope_all(id);
         }
+        self.publish_index_gauges(&index);
         match conn.role {
             Role::Public => self.metrics.connections_public.add(-1),
             Role::Admin => self.metrics.connections_admin.add(-1),
@@ -293,6 +294,7 @@ impl Shard {
         if conn.scope_all {
             index.remove_scope_all(id);
         }
+        self.publish_index_gauges(&index);
         conn.wake();
     }
 
@@ -456,10 +458,6 @@ impl Shard {
             );
         }
         self.flush_dirty();
-        let index = self.index.borrow();
-        self.metrics.index_keys.set(index.key_count() as i64);
-        self.metrics.index_entries.set(index.entry_count() as i64);
-        drop(index);
         let latency = self.latency.borrow();
         if let Ok(mut snapshot) = self.metrics.latency.lock() {
             snapshot.clone_from(&latency);
@@ -473,10 +471,10 @@ impl Shard {
         let mut silent = Vec::new();
         {
             let conns = self.conns.borrow();
-            let removed = self
-                .index
-                .borrow_mut()
-                .retain(|id| conns.get(id).is_some_and(|c| c.close.is_none()));
+            let mut index = self.index.borrow_mut();
+            let removed = index.retain(|id| conns.get(id).is_some_and(|c| c.close.is_none()));
+            self.publish_index_gauges(&index);
+            drop(index);
             self.metrics.sweep_removed.add(removed as u64);
             for (id, conn) in conns.iter() {
                 if conn.close.is_none() && now.saturating_duration_since(conn.last_seen) > silent_limit {
@@ -526,6 +524,12 @@ impl Shard {
     /// Open connections on this shard.
     pub fn connection_count(&self) -> usize {
         self.conns.borrow().len()
+    }
+
+    /// Publishes the index gauges; call after every index change (O(1)).
+    fn publish_index_gauges(&self, index: &index::SubscriptionIndex) {
+        self.metrics.index_keys.set(index.key_count() as i64);
+        self.metrics.index_entries.set(index.entry_count() as i64);
     }
 
     /// Whether `field = value` has subscribers here (tests, debugging).

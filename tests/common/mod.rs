@@ -112,7 +112,12 @@ impl TestEngine {
             .send(record)
             .map_err(|(err, _)| err)
             .expect("enqueue record");
-        self.producer.flush(PATIENCE).expect("broker acknowledges the record");
+        // `flush` polls in 100 ms steps; poll finely to see the ack promptly.
+        let deadline = Instant::now() + PATIENCE;
+        while self.producer.in_flight_count() > 0 {
+            assert!(Instant::now() < deadline, "broker never acknowledged the record");
+            self.producer.poll(Duration::from_millis(1));
+        }
     }
 
     /// A public client on `/ws/availability`, past its `connected` message.

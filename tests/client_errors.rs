@@ -1,0 +1,205 @@
+//! Verifies that every client error of SPEC §4 is answered with its code,
+//! changes nothing, and leaves the connection open; and that the limits on
+//! what a client controls close with the specified codes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Received, TestEngine, booking};
+use serde_json::json;
+use tungstenite::Message;
+
+fn error_code(reply: &serde_json::Value) -> &str {
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert!(reply["message"].is_string(), "{reply}");
+    reply["code"].as_str().expect("code is a string")
+}
+
+#[test]
+fn malformed_messages_get_invalid_format_and_the_connection_survives() {
+    let engine = TestEngine::start(&[]);
+    let mut client = engine.public_client();
+    for text in [
+        "not json",
+        "[1,2]",
+        r#"{"type":"dance"}"#,
+        r#"{"no_type":1}"#,
+        r#"{"type":"subscribe"}"#,
+        r#"{"type":"subscribe","scope":"everything"}"#,
+        r#"{"type":"subscribe","filters":"C1"}"#,
+        r#"{"type":"unsubscribe","topic":5}"#,
+    ] {
+        client.send_text(text);
+        let reply = client.recv_json();
+        assert_eq!(error_code(&reply), "invalid_format", "{text} -> {reply}");
+    }
+    client.send_text("nope");
+    assert_eq!(client.recv_json()["message"], "Invalid format");
+    client.ws.send(Message::binary(vec![1u8, 2, 3])).expect("send binary");
+    assert_eq!(error_code(&client.recv_json()), "invalid_format");
+    client.send_json(json!({"type": "ping"}));
+    let pong = client.recv_json();
+    assert_eq!(pong["type"], "pong");
+    assert!(pong["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{pong}");
+}
+
+#[test]
+fn invalid_filters_are_rejected_whole() {
+    let engine = TestEngine::start(&[]);
+    let mut client = engine.public_client();
+    client.subscribe(json!({"course_id": "C1"}));
+    for filters in [
+        json!({"teacher_id": "T"}),
+        json!({"course_id": ""}),
+        json!({"course_id": 7}),
+        json!({"course_id": ["C2", 3]}),
+        json!({"course_id": "C2", "room_id": {"x": 1}}),
+    ] {
+        client.send_json(json!({"type": "subscribe", "filters": filters}));
+        assert_eq!(error_code(&client.recv_json()), "invalid_filter", "{filters}");
+    }
+    // Nothing of the rejected messages was applied (no partial subscribe).
+    let reply = client.subscribe(json!({"session_id": "S"}));
+    assert_eq!(reply["filters"], json!({"course_id": ["C1"], "session_id": ["S"]}));
+    engine.produce_json("booking.created", &booking("C2", 1));
+    engine.produce_json("booking.created", &booking("C1", 2));
+    assert_eq!(client.recv_json()["slots_remaining"], 2);
+}
+
+#[test]
+fn public_scope_all_is_forbidden() {
+    let engine = TestEngine::start(&[]);
+    let mut client = engine.public_client();
+    client.send_json(json!({"type": "subscribe", "scope": "all"}));
+    assert_eq!(error_code(&client.recv_json()), "forbidden");
+    client.send_json(json!({"type": "subscribe", "scope": "all", "filters": {"course_id": "C1"}}));
+    assert_eq!(error_code(&client.recv_json()), "forbidden");
+    // The filters of the rejected message were not applied either.
+    engine.produce_json("booking.created", &booking("C1", 1));
+    client.expect_silence(Duration::from_millis(300));
+}
+
+#[test]
+fn too_many_filters_is_refused_without_partial_apply() {
+    let engine = TestEngine::start(&["--max-filters", "3"]);
+    let mut client = engine.public_client();
+    client.subscribe(json!({"course_id": ["A", "B"]}));
+    client.send_json(json!({"type": "subscribe", "filters": {"room_id": ["R1", "R2"]}}));
+    assert_eq!(error_code(&client.recv_json()), "too_many_filters");
+    // Re-subscribing what is there adds nothing, so it is within the limit.
+    let reply = client.subscribe(json!({"course_id": ["A", "B"], "room_id": "R1"}));
+    assert_eq!(reply["filters"], json!({"course_id": ["A", "B"], "room_id": ["R1"]}));
+}
+
+#[test]
+fn a_flood_is_rate_limited_then_closed_with_1008() {
+    let engine = TestEngine::start(&["--max-client-msgs-per-sec", "5"]);
+    let mut client = engine.public_client();
+    let mut pongs = 0;
+    let mut warnings = 0;
+    let mut closed = None;
+    // 4 s of flooding at ~100 msg/s: 5 a second are served, the rest dropped.
+    'flood: for _ in 0..400 {
+        if client.ws.send(Message::text(r#"{"type":"ping"}"#)).is_err() {
+            break;
+        }
+        loop {
+            match client.recv_within(Duration::from_millis(10)) {
+                Received::Json(reply) if reply["type"] == "pong" => pongs += 1,
+                Received::Json(reply) => {
+                    assert_eq!(error_code(&reply), "rate_limited");
+                    warnings += 1;
+                }
+                Received::Closed(code) => {
+                    closed = Some(code);
+                    break 'flood;
+                }
+                Received::Nothing => break,
+            }
+        }
+    }
+    let closed = closed.or_else(|| Some(client.expect_close()));
+    assert_eq!(closed, Some(Some(1008)), "pongs {pongs}, warnings {warnings}");
+    assert_eq!(warnings, 3, "one warning a second, three before the close");
+    assert!((5..=30).contains(&pongs), "served within the bucket: {pongs}");
+}
+
+#[test]
+fn an_oversized_message_closes_with_1009() {
+    let engine = TestEngine::start(&["--max-message-bytes", "1024"]);
+    let mut client = engine.public_client();
+    let big = format!(
+        r#"{{"type":"subscribe","filters":{{"course_id":"{}"}}}}"#,
+        "x".repeat(2000)
+    );
+    client.send_text(&big);
+    assert_eq!(client.expect_close(), Some(1009));
+}
+
+#[test]
+fn a_fragmented_message_is_reassembled_and_bounded() {
+    use tungstenite::protocol::frame::Frame;
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    let engine = TestEngine::start(&["--max-message-bytes", "1024"]);
+    let mut client = engine.public_client();
+    let text = br#"{"type":"subscribe","filters":{"course_id":"FRAG"}}"#;
+    let (head, tail) = text.split_at(10);
+    client
+        .ws
+        .write(Message::Frame(Frame::message(
+            head.to_vec(),
+            OpCode::Data(Data::Text),
+            false,
+        )))
+        .expect("send");
+    client
+        .ws
+        .write(Message::Frame(Frame::message(
+            tail.to_vec(),
+            OpCode::Data(Data::Continue),
+            true,
+        )))
+        .expect("send");
+    client.ws.flush().expect("flush");
+    assert_eq!(client.recv_json()["filters"]["course_id"][0], "FRAG");
+    // Fragments adding up past the limit close with 1009 as well.
+    let part = || vec![b' '; 500];
+    client
+        .ws
+        .write(Message::Frame(Frame::message(part(), OpCode::Data(Data::Text), false)))
+        .expect("send");
+    client
+        .ws
+        .write(Message::Frame(Frame::message(
+            part(),
+            OpCode::Data(Data::Continue),
+            false,
+        )))
+        .expect("send");
+    // The server may close before the last piece; a failed write is expected.
+    let _ = client.ws.write(Message::Frame(Frame::message(
+        part(),
+        OpCode::Data(Data::Continue),
+        true,
+    )));
+    let _ = client.ws.flush();
+    assert_eq!(client.expect_close(), Some(1009));
+}
+
+#[test]
+fn a_client_close_is_answered_with_the_same_code() {
+    let engine = TestEngine::start(&[]);
+    let mut client = engine.public_client();
+    client.subscribe(json!({"course_id": "C1"}));
+    client
+        .ws
+        .close(Some(tungstenite::protocol::CloseFrame {
+            code: 1000.into(),
+            reason: "bye".into(),
+        }))
+        .expect("close");
+    assert_eq!(client.expect_close(), Some(1000));
+    engine.wait_metric("fanout_subscription_keys", |v| v == 0.0);
+    engine.wait_metric("fanout_connections", |v| v == 0.0);
+}

@@ -26,16 +26,15 @@ fn assert_prometheus_text(text: &str) -> HashSet<String> {
         value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {line}"));
         let name = series.split('{').next().expect("name");
         assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
-                for pair in labels[1..labels.len() - 1].split(',') {
-                    let (key, quoted) = pair.split_once('=').expect("label key=value");
-                    assert!(
-                        !key.is_empty() && quoted.starts_with('"') && quoted.ends_with('"'),
-                        "{line}"
-                    );
-                }
+        let labels = &series[name.len()..];
+        if !labels.is_empty() {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+            for pair in labels[1..labels.len() - 1].split(',') {
+                let (key, quoted) = pair.split_once('=').expect("label key=value");
+                assert!(
+                    !key.is_empty() && quoted.starts_with('"') && quoted.ends_with('"'),
+                    "{line}"
+                );
             }
         }
         let family = ["_bucket", "_sum", "_count"]

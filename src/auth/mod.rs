@@ -87,10 +87,7 @@ pub async fn authenticate(redis: Option<&RedisClient>, cookie: Option<&str>) -> 
         Ok(None) => Err(AuthError::UnknownSession),
         // Redis answered: a key of another type holds no session (401, as
         // the re-check's MGET, which reads it as nil, closes it with 4001).
-        // The redis crate renders the code quoted: `"WRONGTYPE": ...`.
-        Err(RedisError::Server(msg)) if msg.trim_start_matches('"').starts_with("WRONGTYPE") => {
-            Err(AuthError::Malformed)
-        }
+        Err(err) if err.is_wrong_type() => Err(AuthError::Malformed),
         Err(err) => Err(AuthError::Unavailable(err.to_string())),
     }
 }

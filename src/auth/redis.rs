@@ -76,6 +76,12 @@ impl RedisError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, RedisError::Unreachable(_) | RedisError::Timeout)
     }
+
+    /// True for a `WRONGTYPE` error reply: the key holds another type. The
+    /// redis crate renders the code quoted (`"WRONGTYPE": ...`).
+    pub fn is_wrong_type(&self) -> bool {
+        matches!(self, RedisError::Server(msg) if msg.trim_start_matches('"').starts_with("WRONGTYPE"))
+    }
 }
 
 /// Where to connect and how to log in, parsed once from the URL.

@@ -12,32 +12,33 @@ use simd_json::prelude::*;
 
 use crate::event::Field;
 
-/// A filter set: values per field, in the order first subscribed, no
-/// duplicates.
+/// A filter set: (field, value) pairs in the order first subscribed, no
+/// duplicates. One vector, not one per field: a connection at rest holds a
+/// single small allocation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filters {
-    values: [Vec<Box<str>>; 3],
+    entries: Vec<(Field, Box<str>)>,
 }
 
 impl Filters {
-    /// Values subscribed for `field`.
-    pub fn values(&self, field: Field) -> &[Box<str>] {
-        &self.values[field as usize]
+    /// Values subscribed for `field`, in subscription order.
+    pub fn values(&self, field: Field) -> impl Iterator<Item = &str> {
+        self.entries.iter().filter(move |(f, _)| *f == field).map(|(_, v)| &**v)
     }
 
     /// Total number of values over all fields.
     pub fn len(&self) -> usize {
-        self.values.iter().map(Vec::len).sum()
+        self.entries.len()
     }
 
     /// No value at all.
     pub fn is_empty(&self) -> bool {
-        self.values.iter().all(Vec::is_empty)
+        self.entries.is_empty()
     }
 
     /// Whether `field` has `value`.
     pub fn contains(&self, field: Field, value: &str) -> bool {
-        self.values(field).iter().any(|v| &**v == value)
+        self.entries.iter().any(|(f, v)| *f == field && &**v == value)
     }
 
     /// Adds `value` unless present; true when added.
@@ -45,28 +46,28 @@ impl Filters {
         if self.contains(field, value) {
             return false;
         }
-        self.values[field as usize].push(Box::from(value));
+        // Exact growth: most connections hold one or two filters, and the
+        // default growth would reserve four slots for the first.
+        self.entries.reserve_exact(1);
+        self.entries.push((field, Box::from(value)));
         true
     }
 
     /// Removes `value`; true when it was present.
     pub fn remove(&mut self, field: Field, value: &str) -> bool {
-        let values = &mut self.values[field as usize];
-        let at = values.iter().position(|v| &**v == value);
+        let at = self.entries.iter().position(|(f, v)| *f == field && &**v == value);
         match at {
             Some(at) => {
-                values.remove(at);
+                self.entries.remove(at);
                 true
             }
             None => false,
         }
     }
 
-    /// Every (field, value), field by field.
+    /// Every (field, value).
     pub fn iter(&self) -> impl Iterator<Item = (Field, &str)> {
-        Field::ALL
-            .into_iter()
-            .flat_map(move |f| self.values(f).iter().map(move |v| (f, &**v)))
+        self.entries.iter().map(|(f, v)| (*f, &**v))
     }
 
     /// How many of `other`'s values are not in `self` yet.
@@ -76,7 +77,7 @@ impl Filters {
 
     /// Releases all memory (connections at rest should hold none).
     pub fn clear(&mut self) {
-        self.values = Default::default();
+        self.entries = Vec::new();
     }
 }
 
@@ -313,8 +314,8 @@ fn write_filters(out: &mut Vec<u8>, filters: &Filters) {
     out.extend_from_slice(b",\"filters\":{");
     let mut first_field = true;
     for field in Field::ALL {
-        let values = filters.values(field);
-        if values.is_empty() {
+        let mut values = filters.values(field).peekable();
+        if values.peek().is_none() {
             continue;
         }
         if !first_field {
@@ -323,7 +324,7 @@ fn write_filters(out: &mut Vec<u8>, filters: &Filters) {
         first_field = false;
         write_str(out, field.name());
         out.extend_from_slice(b":[");
-        for (i, value) in values.iter().enumerate() {
+        for (i, value) in values.enumerate() {
             if i > 0 {
                 out.push(b',');
             }

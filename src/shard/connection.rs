@@ -7,7 +7,7 @@
 //! are answered and survived, limits close with the codes of SPEC §4.
 //! Invariant: every exit path goes through `Shard::remove`.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -18,7 +18,7 @@ use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 use glommio::net::TcpStream;
 
-use super::{Close, Conn, ConnId, Role, Shard, socket};
+use super::{Close, Conn, ConnId, Millis, Role, Shard, socket};
 use crate::protocol::frame::{self, FrameError, Kind, close_code};
 use crate::protocol::{self, ClientMessage, ProtocolError, Reply, Topic};
 
@@ -35,30 +35,71 @@ enum Exit {
     Close(Close),
 }
 
-/// Serves connection `id` until it closes, then removes it from the shard.
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, id: ConnId, leftover: Vec<u8>) {
-    let mut leftover = leftover;
-    // Frames pipelined behind the upgrade request come first.
-    let early = match shard.on_input(id, &mut leftover) {
-        Ok(()) => None,
-        Err(Exit::Close(close)) => {
-            shard.request_close(id, close);
-            None
-        }
-        Err(exit) => Some(exit),
+/// The task of one connection: polls it until it ends, then runs its close
+/// path and removes it from the shard.
+///
+/// A hand-written future rather than an `async fn`: it holds only what every
+/// connection at rest needs (~150 bytes); the close path's state is boxed
+/// and allocated only when the connection closes.
+pub struct ConnTask {
+    shard: Rc<Shard>,
+    id: ConnId,
+    stream: Option<TcpStream>,
+    closing: Option<Pin<Box<dyn Future<Output = ()>>>>,
+}
+
+/// Starts serving connection `id`; bytes the client pipelined behind the
+/// upgrade request (`leftover`) are handled first.
+pub fn serve(shard: Rc<Shard>, stream: TcpStream, id: ConnId, mut leftover: Vec<u8>) -> ConnTask {
+    let mut task = ConnTask {
+        shard,
+        id,
+        stream: Some(stream),
+        closing: None,
     };
-    let exit = match early {
-        Some(exit) => exit,
-        None => poll_fn(|cx| shard.poll_conn(id, &mut stream, cx)).await,
-    };
-    match exit {
-        Exit::PeerGone => {}
-        Exit::ClientClose(code) => {
-            shard.close_with(id, Close::graceful(code), &mut stream).await;
-        }
-        Exit::Close(close) => shard.close_with(id, close, &mut stream).await,
+    match task.shard.on_input(id, &mut leftover) {
+        Ok(()) => {}
+        Err(Exit::Close(close)) => task.shard.request_close(id, close),
+        Err(exit) => task.start_closing(exit),
     }
-    shard.remove(id);
+    task
+}
+
+impl ConnTask {
+    fn start_closing(&mut self, exit: Exit) {
+        let close = match exit {
+            Exit::PeerGone => return self.stream = None,
+            Exit::ClientClose(code) => Close::graceful(code),
+            Exit::Close(close) => close,
+        };
+        let stream = self.stream.take().expect("the stream is open until closing starts");
+        self.closing = Some(Box::pin(close_with(self.shard.clone(), self.id, close, stream)));
+    }
+}
+
+impl Future for ConnTask {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let task = self.get_mut();
+        if task.closing.is_none()
+            && let Some(stream) = task.stream.as_mut()
+        {
+            let exit = std::task::ready!(task.shard.poll_conn(task.id, stream, cx));
+            task.start_closing(exit);
+        }
+        if let Some(closing) = task.closing.as_mut() {
+            std::task::ready!(closing.as_mut().poll(cx));
+            task.closing = None;
+        }
+        task.shard.remove(task.id);
+        Poll::Ready(())
+    }
+}
+
+/// Sends the close frame and ends the connection (see `Shard::close_with`).
+async fn close_with(shard: Rc<Shard>, id: ConnId, close: Close, mut stream: TcpStream) {
+    shard.close_with(id, close, &mut stream).await;
 }
 
 impl Shard {
@@ -107,8 +148,11 @@ impl Shard {
         let mut buffered = {
             let mut conns = self.conns.borrow_mut();
             let Some(conn) = conns.get_mut(id) else { return Ok(()) };
-            conn.last_seen = Instant::now();
-            std::mem::take(&mut conn.rx)
+            conn.last_seen = self.now();
+            conn.partial
+                .as_mut()
+                .map(|p| std::mem::take(&mut p.rx))
+                .unwrap_or_default()
         };
         let result;
         let rest = if buffered.is_empty() {
@@ -122,10 +166,13 @@ impl Shard {
             buffered.drain(..used);
             &buffered[..]
         };
-        if result.is_ok() && !rest.is_empty() {
-            let rest = rest.to_vec();
-            if let Some(conn) = self.conns.borrow_mut().get_mut(id) {
-                conn.rx = rest;
+        if result.is_ok()
+            && let Some(conn) = self.conns.borrow_mut().get_mut(id)
+        {
+            if !rest.is_empty() {
+                conn.partial.get_or_insert_default().rx = rest.to_vec();
+            } else if conn.partial.as_ref().is_some_and(|p| p.fragments.is_none()) {
+                conn.partial = None; // at rest again: no allocation
             }
         }
         result
@@ -166,21 +213,22 @@ impl Shard {
                 ))
             }
             Kind::Text | Kind::Binary if is_final => {
-                if conn.fragments.is_some() {
+                if conn.partial.as_ref().is_some_and(|p| p.fragments.is_some()) {
                     return Err(closing(close_code::PROTOCOL_ERROR));
                 }
                 drop(conns);
                 self.on_message(id, kind, payload)
             }
             Kind::Text | Kind::Binary => {
-                if conn.fragments.is_some() {
+                let partial = conn.partial.get_or_insert_default();
+                if partial.fragments.is_some() {
                     return Err(closing(close_code::PROTOCOL_ERROR));
                 }
-                conn.fragments = Some((kind, payload.to_vec()));
+                partial.fragments = Some((kind, payload.to_vec()));
                 Ok(())
             }
             Kind::Continuation => {
-                let Some((first, mut message)) = conn.fragments.take() else {
+                let Some((first, mut message)) = conn.partial.as_mut().and_then(|p| p.fragments.take()) else {
                     return Err(closing(close_code::PROTOCOL_ERROR));
                 };
                 if message.len() + payload.len() > max {
@@ -188,7 +236,7 @@ impl Shard {
                 }
                 message.extend_from_slice(payload);
                 if !is_final {
-                    conn.fragments = Some((first, message));
+                    conn.partial.get_or_insert_default().fragments = Some((first, message));
                     return Ok(());
                 }
                 drop(conns);
@@ -201,7 +249,7 @@ impl Shard {
     fn on_message(&self, id: ConnId, kind: Kind, payload: &mut [u8]) -> Result<(), Exit> {
         let mut conns = self.conns.borrow_mut();
         let Some(conn) = conns.get_mut(id) else { return Ok(()) };
-        match conn.limiter.admit(Instant::now()) {
+        match conn.limiter.admit(self.now(), self.config.max_client_msgs_per_sec) {
             Admit::Yes => {}
             Admit::DropSilently => return Ok(()),
             Admit::Warn => {
@@ -316,7 +364,7 @@ impl Shard {
     }
 
     /// Sends the close frame and ends the connection: flush what is kept,
-    /// half-close, then read until the peer closes too or `linger` passes
+    /// half-close, then read until the peer closes too or `linger_ms` passes
     /// (closing with unread input would reset the connection and could
     /// destroy the close frame in flight).
     async fn close_with(&self, id: ConnId, close: Close, stream: &mut TcpStream) {
@@ -333,12 +381,12 @@ impl Shard {
             let frame = frame::close(close.code);
             conn.pending_bytes += frame.len();
             conn.queue.push_back(frame);
-            if close.linger.is_zero() {
+            if close.linger_ms == 0 {
                 let _ = socket::write_queue(conn);
                 return;
             }
         }
-        let deadline = Instant::now() + close.linger;
+        let deadline = Instant::now() + Duration::from_millis(close.linger_ms.into());
         let flushed = poll_fn(|cx| {
             let mut conns = self.conns.borrow_mut();
             let Some(conn) = conns.get_mut(id) else {
@@ -423,11 +471,12 @@ fn poll_write_queue(conn: &mut Conn, stream: &mut TcpStream, cx: &mut Context<'_
 /// Token bucket of SPEC §4: `rate` messages a second, burst `rate`; over it,
 /// at most one warning a second, and a close after three warnings.
 pub(super) struct Limiter {
-    tokens: f32,
-    rate: f32,
-    refilled_at: Instant,
+    /// Tokens spent below a full bucket (0: full), so a new bucket needs no
+    /// rate to start from.
+    spent: f32,
+    refilled_at: Millis,
+    warned_at: Option<Millis>,
     warnings: u8,
-    warned_at: Option<Instant>,
 }
 
 /// What to do with one client message.
@@ -440,31 +489,28 @@ enum Admit {
 }
 
 impl Limiter {
-    pub(super) fn new(rate: u32, now: Instant) -> Limiter {
+    pub(super) fn new(now: Millis) -> Limiter {
         Limiter {
-            tokens: rate as f32,
-            rate: rate as f32,
+            spent: 0.0,
             refilled_at: now,
-            warnings: 0,
             warned_at: None,
+            warnings: 0,
         }
     }
 
-    fn admit(&mut self, now: Instant) -> Admit {
-        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f32();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+    fn admit(&mut self, now: Millis, rate: u32) -> Admit {
+        let rate = rate as f32;
+        let refill = now.since(self.refilled_at).as_secs_f32() * rate;
+        self.spent = (self.spent - refill).max(0.0);
         self.refilled_at = now;
-        if self.tokens >= self.rate {
+        if self.spent == 0.0 {
             self.warnings = 0; // a full bucket: the client calmed down
         }
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.spent + 1.0 <= rate {
+            self.spent += 1.0;
             return Admit::Yes;
         }
-        if self
-            .warned_at
-            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1))
-        {
+        if self.warned_at.is_some_and(|at| now.since(at) < Duration::from_secs(1)) {
             return Admit::DropSilently;
         }
         if self.warnings >= 3 {
@@ -480,25 +526,29 @@ impl Limiter {
 mod tests {
     use super::*;
 
+    fn at(millis: u64) -> Millis {
+        Millis::from_millis(millis)
+    }
+
     #[test]
     fn limiter_warns_once_a_second_then_closes() {
-        let start = Instant::now();
-        let mut limiter = Limiter::new(5, start);
+        let start = at(0);
+        let mut limiter = Limiter::new(start);
         for _ in 0..5 {
-            assert_eq!(limiter.admit(start), Admit::Yes);
+            assert_eq!(limiter.admit(start, 5), Admit::Yes);
         }
-        assert_eq!(limiter.admit(start), Admit::Warn);
-        assert_eq!(limiter.admit(start), Admit::DropSilently);
+        assert_eq!(limiter.admit(start, 5), Admit::Warn);
+        assert_eq!(limiter.admit(start, 5), Admit::DropSilently);
         // Flooding on: one token back every 200 ms, spent at once.
         let mut verdicts = Vec::new();
         for step in 1..=40 {
-            let now = start + Duration::from_millis(100 * step);
-            let verdict = limiter.admit(now);
+            let now = at(100 * step);
+            let verdict = limiter.admit(now, 5);
             if verdict == Admit::Yes {
                 continue;
             }
             verdicts.push(verdict);
-            let _ = limiter.admit(now);
+            let _ = limiter.admit(now, 5);
         }
         assert!(verdicts.contains(&Admit::Close), "{verdicts:?}");
         assert_eq!(verdicts.iter().filter(|v| **v == Admit::Warn).count(), 2);
@@ -506,13 +556,12 @@ mod tests {
 
     #[test]
     fn limiter_forgives_a_calm_client() {
-        let start = Instant::now();
-        let mut limiter = Limiter::new(2, start);
-        limiter.admit(start);
-        limiter.admit(start);
-        assert_eq!(limiter.admit(start), Admit::Warn);
-        let later = start + Duration::from_secs(5);
-        assert_eq!(limiter.admit(later), Admit::Yes);
+        let start = at(0);
+        let mut limiter = Limiter::new(start);
+        limiter.admit(start, 2);
+        limiter.admit(start, 2);
+        assert_eq!(limiter.admit(start, 2), Admit::Warn);
+        assert_eq!(limiter.admit(at(5000), 2), Admit::Yes);
         assert_eq!(limiter.warnings, 0);
     }
 }

@@ -90,7 +90,7 @@ async fn run(start: ShardStart) {
     shard.close_all(Close {
         code: close_code::GOING_AWAY,
         discard_queue: false,
-        linger: drain,
+        linger_ms: drain.as_millis().min(u32::MAX as u128) as u32,
     });
     while shard.connection_count() > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(5)).await;
@@ -105,14 +105,14 @@ async fn tick(shard: Rc<Shard>) {
     let config = &shard.config;
     let period =
         (config.ping_interval.min(config.pong_timeout) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-    let mut next_sweep = Instant::now() + config.sweep_interval;
+    let mut next_sweep = shard.now().after(config.sweep_interval);
     loop {
         glommio::timer::sleep(period).await;
-        let now = Instant::now();
+        let now = shard.now();
         shard.tick(now);
         if now >= next_sweep {
             shard.sweep(now);
-            next_sweep = now + config.sweep_interval;
+            next_sweep = now.after(config.sweep_interval);
         }
     }
 }

@@ -15,7 +15,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use glommio::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 
-use super::{Role, Shard};
+use super::{ConnId, Role, Shard};
 use crate::auth::{self, AuthError};
 use crate::protocol::Reply;
 use crate::protocol::frame;
@@ -26,7 +26,7 @@ pub async fn run(shard: Rc<Shard>, listener: TcpListener) {
         match listener.accept().await {
             Ok(stream) => {
                 shard.metrics.accepted.inc();
-                glommio::spawn_local(handle(shard.clone(), stream)).detach();
+                glommio::spawn_local(handshake(shard.clone(), stream)).detach();
             }
             Err(err) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -56,7 +56,20 @@ enum Head {
     Closed,
 }
 
-async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
+/// Answers one request; an upgraded connection continues in a task of its
+/// own, so none of the handshake's state (head buffer, parsed headers) stays
+/// allocated for the connection's lifetime.
+async fn handshake(shard: Rc<Shard>, stream: TcpStream) {
+    if let Some((stream, id, leftover)) = upgrade(&shard, stream).await {
+        glommio::spawn_local(super::serve_connection(shard, stream, id, leftover)).detach();
+    }
+}
+
+/// An upgraded connection: its stream, slot, and bytes read past the head.
+type Upgraded = (TcpStream, ConnId, Vec<u8>);
+
+/// Reads and routes the request; `Some` when it was upgraded and registered.
+async fn upgrade(shard: &Rc<Shard>, mut stream: TcpStream) -> Option<Upgraded> {
     let _ = stream.set_nodelay(true);
     let deadline = shard.config.handshake_timeout;
     let head = read_head(&mut stream, shard.config.max_header_bytes)
@@ -67,38 +80,39 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
         .await;
     let (request, leftover) = match head {
         Head::Complete(request, leftover) => (request, leftover),
-        Head::TooLarge => return respond(&shard, stream, 431, "request header fields too large\n").await,
-        Head::Malformed => return respond(&shard, stream, 400, "malformed HTTP request\n").await,
-        Head::Closed => return,
+        Head::TooLarge => return answer(shard, stream, 431, "request header fields too large\n").await,
+        Head::Malformed => return answer(shard, stream, 400, "malformed HTTP request\n").await,
+        Head::Closed => return None,
     };
     if request.method != "GET" {
-        return respond(&shard, stream, 405, "only GET is served\n").await;
+        return answer(shard, stream, 405, "only GET is served\n").await;
     }
     let path = request.path.split('?').next().unwrap_or("");
     let role = match path {
-        "/healthz" => return respond(&shard, stream, 200, "ok\n").await,
-        "/readyz" => return ready(&shard, stream).await,
+        "/healthz" => return answer(shard, stream, 200, "ok\n").await,
+        "/readyz" => return ready(shard, stream).await,
         "/metrics" => {
             let body = shard.shared.registry.render();
-            return respond_with(&shard, stream, 200, "text/plain; version=0.0.4", &body).await;
+            respond_with(shard, stream, 200, "text/plain; version=0.0.4", &body).await;
+            return None;
         }
         "/ws/availability" => Role::Public,
         "/ws" => Role::Admin,
-        _ => return respond(&shard, stream, 404, "not found\n").await,
+        _ => return answer(shard, stream, 404, "not found\n").await,
     };
     let key = match (&request.key, request.upgrade_websocket && request.connection_upgrade) {
         (Some(key), true) if request.version.as_deref() == Some("13") => key.clone(),
-        _ => return respond(&shard, stream, 400, "expected a WebSocket upgrade (version 13)\n").await,
+        _ => return answer(shard, stream, 400, "expected a WebSocket upgrade (version 13)\n").await,
     };
-    if !origin_allowed(&shard, request.origin.as_deref()) {
-        return respond(&shard, stream, 403, "origin not allowed\n").await;
+    if !origin_allowed(shard, request.origin.as_deref()) {
+        return answer(shard, stream, 403, "origin not allowed\n").await;
     }
     let shared = &shard.shared;
     if shared.connection_count.fetch_add(1, Ordering::Relaxed) >= shard.config.max_connections
         || shared.shutting_down.load(Ordering::Relaxed)
     {
         shared.connection_count.fetch_sub(1, Ordering::Relaxed);
-        return respond(&shard, stream, 503, "connection limit reached\n").await;
+        return answer(shard, stream, 503, "connection limit reached\n").await;
     }
     let session = match role {
         Role::Public => None,
@@ -111,7 +125,7 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
                     _ => 401,
                 };
                 tracing::info!(shard = shard.id.0, status, reason = %err, "admin upgrade refused");
-                return respond(&shard, stream, status, &format!("{err}\n")).await;
+                return answer(shard, stream, status, &format!("{err}\n")).await;
             }
         },
     };
@@ -133,21 +147,25 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
     let session_id = session.map(|s| s.session_id);
     let id = shard.register(serial, role, stream.as_raw_fd(), session_id, greeting.freeze());
     shard.flush_dirty();
-    super::serve_connection(shard, stream, id, leftover).await;
+    Some((stream, id, leftover))
 }
 
 async fn read_head(stream: &mut TcpStream, max_bytes: usize) -> Head {
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
+    let mut filled = 0;
     loop {
-        let n = match stream.read(&mut chunk).await {
+        if buf.len() < filled + 1024 {
+            buf.resize(filled + 1024, 0);
+        }
+        let n = match stream.read(&mut buf[filled..]).await {
             Ok(0) | Err(_) => return Head::Closed,
             Ok(n) => n,
         };
-        buf.extend_from_slice(&chunk[..n]);
+        filled += n;
+        let buf = &buf[..filled];
         let mut headers = [httparse::EMPTY_HEADER; 48];
         let mut parsed = httparse::Request::new(&mut headers);
-        match parsed.parse(&buf) {
+        match parsed.parse(buf) {
             Ok(httparse::Status::Complete(len)) if len <= max_bytes => {
                 let request = to_request(&parsed);
                 return Head::Complete(request, buf[len..].to_vec());
@@ -215,7 +233,7 @@ fn origin_allowed(shard: &Shard, origin: Option<&str>) -> bool {
     }
 }
 
-async fn ready(shard: &Rc<Shard>, stream: TcpStream) {
+async fn ready(shard: &Rc<Shard>, stream: TcpStream) -> Option<Upgraded> {
     let kafka = shard.shared.ingest().ready.load(Ordering::Relaxed);
     let redis = match &shard.redis {
         None => Ok(()),
@@ -226,6 +244,13 @@ async fn ready(shard: &Rc<Shard>, stream: TcpStream) {
         (false, _) => respond(shard, stream, 503, "kafka partitions not assigned yet\n").await,
         (true, Err(err)) => respond(shard, stream, 503, &format!("redis not answering: {err}\n")).await,
     }
+    None
+}
+
+/// Answers without upgrading: the request ends here.
+async fn answer(shard: &Rc<Shard>, stream: TcpStream, status: u16, body: &str) -> Option<Upgraded> {
+    respond(shard, stream, status, body).await;
+    None
 }
 
 async fn respond(shard: &Rc<Shard>, stream: TcpStream, status: u16, body: &str) {

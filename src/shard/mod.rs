@@ -23,6 +23,7 @@ mod socket;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::num::NonZeroU64;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -86,8 +87,9 @@ pub struct Close {
     pub code: u16,
     /// Drop queued messages first (slow consumer, dead peer).
     pub discard_queue: bool,
-    /// How long the close may wait for the socket: zero for a dead peer.
-    pub linger: Duration,
+    /// How long the close may wait for the socket, in milliseconds: zero
+    /// for a dead peer. (Not a `Duration`: this sits in every `Conn`.)
+    pub linger_ms: u32,
 }
 
 impl Close {
@@ -96,7 +98,7 @@ impl Close {
         Close {
             code,
             discard_queue: false,
-            linger: Duration::from_secs(1),
+            linger_ms: 1000,
         }
     }
 }
@@ -125,16 +127,14 @@ pub struct Conn {
     dirty: bool,
     /// The socket would block: the connection task owns the next write.
     blocked: bool,
-    /// Bytes of a frame that arrived in pieces (empty when at rest).
-    rx: Vec<u8>,
-    /// A fragmented message being assembled, and its first frame's kind.
-    fragments: Option<(frame::Kind, Vec<u8>)>,
+    /// Input that arrived in pieces; `None` (no allocation) at rest.
+    partial: Option<Box<Partial>>,
     /// Last time anything arrived from the client.
-    last_seen: Instant,
+    last_seen: Millis,
     /// When the next ping is due.
-    next_ping: Instant,
+    next_ping: Millis,
     /// A ping is outstanding since then.
-    ping_sent: Option<Instant>,
+    ping_sent: Option<Millis>,
     /// Rate limiter state.
     limiter: connection::Limiter,
     /// Last event stamp delivered (at most once per event).
@@ -145,8 +145,39 @@ pub struct Conn {
     waker: Option<Waker>,
 }
 
+/// Client input that did not make a whole message yet.
+#[derive(Default)]
+struct Partial {
+    /// Bytes of a frame that arrived in pieces.
+    rx: Vec<u8>,
+    /// A fragmented message being assembled, and its first frame's kind.
+    fragments: Option<(frame::Kind, Vec<u8>)>,
+}
+
+/// Milliseconds on the shard's clock, plus one: never zero, so an
+/// `Option<Millis>` is as small as a `Millis` (8 bytes; an `Instant` is 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Millis(NonZeroU64);
+
+impl Millis {
+    /// The time `millis` after the clock's epoch.
+    pub fn from_millis(millis: u64) -> Millis {
+        Millis(NonZeroU64::new(millis.saturating_add(1)).expect("millis + 1 is never zero"))
+    }
+
+    /// `self` plus `duration`.
+    pub fn after(self, duration: Duration) -> Millis {
+        Millis(self.0.saturating_add(duration.as_millis() as u64))
+    }
+
+    /// Time from `earlier` to `self`, zero if `earlier` is later.
+    pub fn since(self, earlier: Millis) -> Duration {
+        Duration::from_millis(self.0.get().saturating_sub(earlier.0.get()))
+    }
+}
+
 impl Conn {
-    fn new(serial: u64, role: Role, fd: i32, now: Instant, ping_interval: Duration, rate: u32) -> Conn {
+    fn new(serial: u64, role: Role, fd: i32, now: Millis, ping_interval: Duration) -> Conn {
         Conn {
             serial,
             role,
@@ -159,12 +190,11 @@ impl Conn {
             pending_bytes: 0,
             dirty: false,
             blocked: false,
-            rx: Vec::new(),
-            fragments: None,
+            partial: None,
             last_seen: now,
-            next_ping: now + ping_interval,
+            next_ping: now.after(ping_interval),
             ping_sent: None,
-            limiter: connection::Limiter::new(rate, now),
+            limiter: connection::Limiter::new(now),
             stamp: 0,
             close: None,
             waker: None,
@@ -197,6 +227,8 @@ pub struct Shard {
     /// poll, so idle connections hold no read buffer.
     scratch: RefCell<Box<[u8]>>,
     latency: RefCell<Histogram<u64>>,
+    /// Epoch of the shard's [`Millis`] clock.
+    epoch: Instant,
     stamp: Cell<u64>,
     next_serial: Cell<u64>,
     ping_frame: Bytes,
@@ -220,10 +252,16 @@ impl Shard {
             dirty: RefCell::new(Vec::new()),
             scratch: RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice()),
             latency: RefCell::new(new_latency_histogram()),
+            epoch: Instant::now(),
             stamp: Cell::new(0),
             next_serial: Cell::new(0),
             ping_frame: frame::ping(),
         })
+    }
+
+    /// Now, on the shard's clock.
+    pub fn now(&self) -> Millis {
+        Millis::from_millis(self.epoch.elapsed().as_millis() as u64)
     }
 
     /// A serial for the next connection (unique on this shard).
@@ -237,14 +275,7 @@ impl Shard {
     /// `greeting` (the 101 response and the `connected` message), and
     /// marks it for the next flush.
     fn register(&self, serial: u64, role: Role, fd: i32, session_id: Option<Box<str>>, greeting: Bytes) -> ConnId {
-        let mut conn = Conn::new(
-            serial,
-            role,
-            fd,
-            Instant::now(),
-            self.config.ping_interval,
-            self.config.max_client_msgs_per_sec,
-        );
+        let mut conn = Conn::new(serial, role, fd, self.now(), self.config.ping_interval);
         conn.session_id = session_id;
         conn.pending_bytes = greeting.len();
         conn.queue.push_back(greeting);
@@ -355,7 +386,7 @@ impl Shard {
                     Close {
                         code: close_code::TRY_AGAIN_LATER,
                         discard_queue: true,
-                        linger: Duration::from_secs(1),
+                        linger_ms: 1000,
                     },
                 );
             }
@@ -404,7 +435,7 @@ impl Shard {
                 Close {
                     code: close_code::GOING_AWAY,
                     discard_queue: true,
-                    linger: Duration::ZERO,
+                    linger_ms: 0,
                 },
             );
         }
@@ -421,7 +452,7 @@ impl Shard {
     }
 
     /// One heartbeat tick: pings due, closes the silent, publishes gauges.
-    pub fn tick(&self, now: Instant) {
+    pub fn tick(&self, now: Millis) {
         let mut dead = Vec::new();
         {
             let mut conns = self.conns.borrow_mut();
@@ -432,14 +463,14 @@ impl Shard {
                 if let Some(sent) = conn.ping_sent {
                     if conn.last_seen >= sent {
                         conn.ping_sent = None;
-                    } else if now.saturating_duration_since(sent) >= self.config.pong_timeout {
+                    } else if now.since(sent) >= self.config.pong_timeout {
                         dead.push(id);
                         continue;
                     }
                 }
                 if conn.ping_sent.is_none() && now >= conn.next_ping {
                     conn.ping_sent = Some(now);
-                    conn.next_ping = now + self.config.ping_interval;
+                    conn.next_ping = now.after(self.config.ping_interval);
                     let ping = self.ping_frame.clone();
                     self.enqueue(conn, id, ping);
                 }
@@ -453,7 +484,7 @@ impl Shard {
                 Close {
                     code: close_code::GOING_AWAY,
                     discard_queue: true,
-                    linger: Duration::ZERO,
+                    linger_ms: 0,
                 },
             );
         }
@@ -466,7 +497,7 @@ impl Shard {
 
     /// The sweep of SPEC §3.2: removes index entries of connections that no
     /// longer exist and closes connections silent for two heartbeats.
-    pub fn sweep(&self, now: Instant) {
+    pub fn sweep(&self, now: Millis) {
         let silent_limit = (self.config.ping_interval + self.config.pong_timeout) * 2;
         let mut silent = Vec::new();
         {
@@ -477,7 +508,7 @@ impl Shard {
             drop(index);
             self.metrics.sweep_removed.add(removed as u64);
             for (id, conn) in conns.iter() {
-                if conn.close.is_none() && now.saturating_duration_since(conn.last_seen) > silent_limit {
+                if conn.close.is_none() && now.since(conn.last_seen) > silent_limit {
                     silent.push(id);
                 }
             }
@@ -489,7 +520,7 @@ impl Shard {
                 Close {
                     code: close_code::GOING_AWAY,
                     discard_queue: true,
-                    linger: Duration::ZERO,
+                    linger_ms: 0,
                 },
             );
         }

@@ -83,9 +83,10 @@ pub fn advance(conn: &mut Conn, mut n: usize) {
     }
 }
 
-/// A connection at rest keeps no queue allocation beyond a few slots.
+/// A connection at rest keeps no queue allocation: one malloc per burst
+/// (~20 ns) is cheap next to the `sendmsg` that emptied the queue.
 fn release_idle_queue(conn: &mut Conn) {
-    if conn.queue.is_empty() && conn.queue.capacity() > 4 {
+    if conn.queue.capacity() > 0 {
         conn.queue = Default::default();
     }
 }

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Usage: scripts/test.sh [extra cargo test args...]
+#
+# The project's test command: installs the test dependencies
+# (scripts/deps-up.sh: redis-server, the tansu broker), raises the limits the
+# engine needs, then runs `cargo test --workspace --all-targets "$@"`. The
+# tests start their own redis-server and tansu processes on free loopback
+# ports and stop them. Exits non-zero if any step fails.
+#
+#   scripts/test.sh                      # everything
+#   scripts/test.sh --test fanout        # one integration test file
+#   scripts/test.sh -- --nocapture       # args after -- go to the test binaries
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps-up.sh
+
+# glommio registers io_uring buffers in locked memory: at least 512 KiB per
+# executor, and tests start several engines (each with several shards) at
+# once. Raising the hard limit needs CAP_SYS_RESOURCE; without it we settle
+# for the hard limit and say so.
+want_lock_kib=$((512 * 1024))
+if ! ulimit -l unlimited 2>/dev/null; then
+    ulimit -S -l "$(ulimit -H -l)" 2>/dev/null || true
+fi
+lock_kib=$(ulimit -l)
+if [ "$lock_kib" != unlimited ] && [ "$lock_kib" -lt "$want_lock_kib" ]; then
+    echo "test.sh: warning: ulimit -l is $lock_kib KiB and cannot be raised here" \
+        "(want unlimited or >= $want_lock_kib KiB); that is room for about" \
+        "$((lock_kib / 512)) glommio executors at once" >&2
+fi
+
+# Load and fan-out tests hold many sockets open at once.
+want_files=65536
+files=$(ulimit -S -n)
+if [ "$files" != unlimited ] && [ "$files" -lt "$want_files" ]; then
+    hard_files=$(ulimit -H -n)
+    if [ "$hard_files" != unlimited ] && [ "$hard_files" -lt "$want_files" ]; then
+        ulimit -H -n "$want_files" 2>/dev/null || true
+        hard_files=$(ulimit -H -n)
+    fi
+    if [ "$hard_files" = unlimited ] || [ "$hard_files" -ge "$want_files" ]; then
+        ulimit -S -n "$want_files"
+    else
+        ulimit -S -n "$hard_files"
+        echo "test.sh: warning: ulimit -n is $hard_files and cannot be raised" \
+            "to $want_files here" >&2
+    fi
+fi
+
+echo "test.sh: ulimit -l $(ulimit -l) KiB, ulimit -n $(ulimit -n)"
+exec cargo test --workspace --all-targets "$@"

@@ -93,6 +93,26 @@ pub struct Close {
 }
 
 impl Close {
+    /// Drops what was queued and the socket at once, after one non-blocking
+    /// try to send the close frame (a dead peer, SPEC §3.2).
+    pub fn abrupt(code: u16) -> Close {
+        Close {
+            code,
+            discard_queue: true,
+            linger_ms: 0,
+        }
+    }
+
+    /// Drops what was queued; the close frame gets up to a second for the
+    /// socket to drain (a slow consumer, SPEC §7).
+    pub fn discarding(code: u16) -> Close {
+        Close {
+            code,
+            discard_queue: true,
+            linger_ms: 1000,
+        }
+    }
+
     /// A close after which the peer still gets what was queued.
     pub fn graceful(code: u16) -> Close {
         Close {
@@ -381,14 +401,7 @@ impl Shard {
             drop(dirty);
             for id in slow {
                 self.metrics.slow_consumer_disconnects.inc();
-                self.request_close(
-                    id,
-                    Close {
-                        code: close_code::TRY_AGAIN_LATER,
-                        discard_queue: true,
-                        linger_ms: 1000,
-                    },
-                );
+                self.request_close(id, Close::discarding(close_code::TRY_AGAIN_LATER));
             }
         }
         self.flush_dirty();
@@ -430,14 +443,7 @@ impl Shard {
         drop(conns);
         drop(dirty);
         for id in failed {
-            self.request_close(
-                id,
-                Close {
-                    code: close_code::GOING_AWAY,
-                    discard_queue: true,
-                    linger_ms: 0,
-                },
-            );
+            self.request_close(id, Close::abrupt(close_code::GOING_AWAY));
         }
     }
 
@@ -479,14 +485,7 @@ impl Shard {
         for id in dead {
             self.metrics.heartbeat_timeouts.inc();
             // SPEC §3.2: best-effort 1001, then drop without waiting.
-            self.request_close(
-                id,
-                Close {
-                    code: close_code::GOING_AWAY,
-                    discard_queue: true,
-                    linger_ms: 0,
-                },
-            );
+            self.request_close(id, Close::abrupt(close_code::GOING_AWAY));
         }
         self.flush_dirty();
         let latency = self.latency.borrow();
@@ -515,14 +514,7 @@ impl Shard {
         }
         for id in silent {
             self.metrics.heartbeat_timeouts.inc();
-            self.request_close(
-                id,
-                Close {
-                    code: close_code::GOING_AWAY,
-                    discard_queue: true,
-                    linger_ms: 0,
-                },
-            );
+            self.request_close(id, Close::abrupt(close_code::GOING_AWAY));
         }
     }
 

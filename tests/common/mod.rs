@@ -9,9 +9,12 @@
 pub mod redis_server;
 pub mod tansu;
 
+use std::fs;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use fanout::{Cli, Config, Engine};
@@ -325,4 +328,38 @@ pub fn booking(course: &str, slots: u32) -> Value {
         "payload": {"data": {"booking_id": format!("bk-{slots}"), "course_id": course,
             "schedule_id": "sch-1", "student_id": "st-9", "slots_remaining": slots}}
     })
+}
+
+// Helpers of the process harnesses (redis_server, tansu).
+/// A port that was free a moment ago (the OS picks it; we release it).
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("binding 127.0.0.1:0 to find a free port")
+}
+
+/// A new empty directory under the system temp dir, unique per process and
+/// call.
+pub fn unique_temp_dir(what: &str) -> PathBuf {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!(
+        "fanout-{what}-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir_all(&dir).unwrap_or_else(|err| panic!("creating {}: {err}", dir.display()));
+    dir
+}
+
+/// The last lines of a child process's log, for panic messages.
+pub fn log_tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+    format!("--- last lines of {} ---\n{tail}", path.display())
 }

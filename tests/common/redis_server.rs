@@ -12,12 +12,13 @@
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use super::{free_port, log_tail, unique_temp_dir};
 
 /// How long a fresh `redis-server` may take to answer `PING`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -246,37 +247,4 @@ fn try_command(port: u16, args: &[&str]) -> std::io::Result<Reply> {
         }
         _ => Err(bad("unsupported reply type")),
     }
-}
-
-/// A port that was free a moment ago (the OS picks it; we release it).
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("binding 127.0.0.1:0 to find a free port")
-}
-
-/// A new empty directory under the system temp dir, unique per process and
-/// call.
-fn unique_temp_dir(what: &str) -> PathBuf {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "fanout-{what}-{}-{}-{nanos}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    fs::create_dir_all(&dir).unwrap_or_else(|err| panic!("creating {}: {err}", dir.display()));
-    dir
-}
-
-/// The last lines of the server's log, for panic messages.
-fn log_tail(path: &Path) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-    format!("--- last lines of {} ---\n{tail}", path.display())
 }

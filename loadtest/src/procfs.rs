@@ -36,7 +36,7 @@ pub fn sample(pid: Option<u32>) -> anyhow::Result<ProcSample> {
     })
 }
 
-/// A `kB` field of /proc/<pid>/status, in KiB.
+/// A `kB` field of `/proc/<pid>/status`, in KiB.
 fn status_kib(status: &str, field: &str) -> anyhow::Result<u64> {
     let line = status
         .lines()
@@ -46,7 +46,7 @@ fn status_kib(status: &str, field: &str) -> anyhow::Result<u64> {
     value.parse().with_context(|| format!("bad {field} value {value:?}"))
 }
 
-/// utime + stime (fields 14 and 15 of /proc/<pid>/stat) in seconds.
+/// utime + stime (fields 14 and 15 of `/proc/<pid>/stat`) in seconds.
 fn stat_cpu_secs(stat: &str) -> anyhow::Result<f64> {
     // The command name (field 2) may hold spaces and ')': split after the last ')'.
     let rest = stat

@@ -30,7 +30,7 @@ pub type KafkaConsumer = BaseConsumer<IngestContext>;
 
 /// Latency-first defaults, applied before `--kafka-opt` overrides.
 /// librdkafka (2.12) defaults in parentheses.
-pub const LATENCY_DEFAULTS: [(&str, &str); 12] = [
+pub const LATENCY_DEFAULTS: [(&str, &str); 13] = [
     // Answer a fetch as soon as one byte is there, wait at most 10 ms (500).
     ("fetch.wait.max.ms", "10"),
     ("fetch.min.bytes", "1"),
@@ -47,6 +47,10 @@ pub const LATENCY_DEFAULTS: [(&str, &str); 12] = [
     ("auto.offset.reset", "latest"),
     // Consumer lag for /metrics.
     ("statistics.interval.ms", "1000"),
+    // While ingest waits on a full shard inbox it does not poll, so this
+    // local prefetch queue fills and librdkafka stops fetching: backpressure
+    // reaches the broker after at most 8 MiB (65536 KiB).
+    ("queued.max.messages.kbytes", "8192"),
     // Notice a dead peer in the group quickly (45000 / 3000).
     ("session.timeout.ms", "10000"),
     ("heartbeat.interval.ms", "1000"),

@@ -70,7 +70,7 @@ pub struct Cli {
     pub shards: Option<u16>,
 
     /// Core the ingest thread is pinned to. Shards take the other cores in
-    /// order. Default: 0.
+    /// order.
     #[arg(long, default_value_t = 0)]
     pub ingest_core: usize,
 

@@ -168,6 +168,23 @@ fn decode(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("serde_json", &id), &payload, |b, payload| {
             b.iter(|| serde.decode(TOPIC, black_box(payload), now).expect("valid"))
         });
+
+        // The parse alone (what the two decoders above add on top of it is
+        // building the messages): copy + tape + borrowed tree, as `Decoder`.
+        let (mut input, mut buffers) = (Vec::new(), simd_json::Buffers::default());
+        group.bench_with_input(BenchmarkId::new("parse_only/simd_json", &id), &payload, |b, payload| {
+            b.iter(|| {
+                input.clear();
+                input.extend_from_slice(black_box(payload));
+                let value = simd_json::to_borrowed_value_with_buffers(&mut input, &mut buffers).expect("valid");
+                black_box(&value);
+            })
+        });
+        group.bench_with_input(
+            BenchmarkId::new("parse_only/serde_json", &id),
+            &payload,
+            |b, payload| b.iter(|| serde_json::from_slice::<Value>(black_box(payload)).expect("valid")),
+        );
     }
     group.finish();
 }

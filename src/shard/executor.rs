@@ -47,12 +47,15 @@ pub fn spawn(start: ShardStart) -> glommio::Result<ExecutorJoinHandle<()>, ()> {
         Some(core) => Placement::Fixed(core),
         None => Placement::Unbound,
     };
-    LocalExecutorBuilder::new(placement)
+    let mut builder = LocalExecutorBuilder::new(placement)
         .name(&format!("shard-{}", start.id.0))
         // Small registered buffer area: we do no DMA file I/O, and a large
         // one needs a large `ulimit -l`.
-        .io_memory(1 << 20)
-        .spawn(move || run(start))
+        .io_memory(1 << 20);
+    if !start.config.spin_before_park.is_zero() {
+        builder = builder.spin_before_park(start.config.spin_before_park);
+    }
+    builder.spawn(move || run(start))
 }
 
 async fn run(start: ShardStart) {

@@ -70,7 +70,6 @@ impl Engine {
                 ingest: ingest_metrics.clone(),
                 inbox_depth: inbox_depth.clone(),
             },
-            redis_configured: config.auth.redis_url.is_some(),
         });
 
         let listeners = bind_listeners(config.listen, shard_count)?;

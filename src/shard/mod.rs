@@ -35,7 +35,7 @@ use hdrhistogram::Histogram;
 
 use crate::auth::redis::RedisClient;
 use crate::config::ShardConfig;
-use crate::event::{Dispatch, Field};
+use crate::event::Dispatch;
 use crate::metrics::{IngestMetrics, Registry, ShardMetrics, new_latency_histogram};
 use crate::protocol::Filters;
 use crate::protocol::frame::{self, close_code};
@@ -69,8 +69,6 @@ pub struct Shared {
     pub shutting_down: AtomicBool,
     /// Counters of every shard and of ingest, for `/metrics`.
     pub registry: Registry,
-    /// Whether `--redis-url` was given.
-    pub redis_configured: bool,
 }
 
 impl Shared {
@@ -553,10 +551,5 @@ impl Shard {
     fn publish_index_gauges(&self, index: &index::SubscriptionIndex) {
         self.metrics.index_keys.set(index.key_count() as i64);
         self.metrics.index_entries.set(index.entry_count() as i64);
-    }
-
-    /// Whether `field = value` has subscribers here (tests, debugging).
-    pub fn has_subscribers(&self, field: Field, value: &str) -> bool {
-        !self.index.borrow().subscribers(field, value).is_empty()
     }
 }

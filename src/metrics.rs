@@ -148,6 +148,8 @@ pub struct IngestMetrics {
     pub events_skipped: [Counter; 3],
     /// Kafka consumer errors seen.
     pub kafka_errors: Counter,
+    /// Positions reset by librdkafka (out of range: records were skipped).
+    pub offset_resets: Counter,
     /// Microseconds the ingest thread waited on a full shard inbox.
     pub backpressure_micros: Counter,
     /// Sum of the consumer lag over assigned partitions (from librdkafka
@@ -335,6 +337,13 @@ impl Registry {
             "Kafka consumer errors.",
         );
         let _ = writeln!(out, "fanout_kafka_errors_total {}", ingest.kafka_errors.get());
+        header(
+            &mut out,
+            "fanout_kafka_offset_resets_total",
+            "counter",
+            "Partition positions reset by auto.offset.reset (out of range: records were skipped).",
+        );
+        let _ = writeln!(out, "fanout_kafka_offset_resets_total {}", ingest.offset_resets.get());
         header(
             &mut out,
             "fanout_backpressure_seconds_total",

@@ -103,3 +103,40 @@ fn offsets_are_committed_so_a_restart_does_not_redeliver() {
     );
     client.expect_silence(Duration::from_millis(300));
 }
+
+#[test]
+fn a_position_past_retention_is_reset_and_counted() {
+    // The mock broker keeps about 100k records or 5 MiB per partition; push
+    // the committed position of a group out of that window.
+    let topics = vec!["booking.created".to_string()];
+    let broker = EmbeddedBroker::start(&topics, 1).expect("broker");
+    let args = ["--topics", "booking.created", "--kafka-group-id", "retention-test"];
+    let args = [&args[..], &["--kafka-opt", "fetch.wait.max.ms=1"]].concat();
+    let first = TestEngine::start_on(broker.bootstrap(), &args);
+    let mut client = first.public_client();
+    client.subscribe(json!({"course_id": "C1"}));
+    first.produce_json("booking.created", &booking("C1", 1));
+    client.recv_json();
+    first.shutdown();
+
+    let producer: rdkafka::producer::BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let filler = vec![b'x'; 200];
+    for _ in 0..60_000 {
+        loop {
+            match producer.send(rdkafka::producer::BaseRecord::<(), [u8]>::to("booking.created").payload(&filler)) {
+                Ok(()) => break,
+                Err(_) => {
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).expect("flush");
+
+    let second = TestEngine::start_on(broker.bootstrap(), &args);
+    second.wait_metric("fanout_kafka_offset_resets_total", |v| v >= 1.0);
+}

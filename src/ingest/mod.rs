@@ -62,6 +62,14 @@ fn run(consumer: &KafkaConsumer, dispatcher: &Dispatcher, metrics: &IngestMetric
         let message = match consumer.poll(POLL_TIMEOUT) {
             None => continue,
             Some(Ok(message)) => message,
+            Some(Err(err)) if err.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) => {
+                // With auto.offset.reset=error librdkafka reports an
+                // out-of-range position here and stops the partition (other
+                // policies only log it: see `IngestContext::log`).
+                metrics.offset_resets.inc();
+                tracing::error!(error = %err, "kafka offset reset: records past retention were skipped");
+                continue;
+            }
             Some(Err(err)) => {
                 metrics.kafka_errors.inc();
                 if warn_limit.allow() {

@@ -312,14 +312,7 @@ impl Shard {
         let Some(conn) = self.conns.borrow_mut().remove(id) else {
             return;
         };
-        let mut index = self.index.borrow_mut();
-        for (field, value) in conn.filters.iter() {
-            index.unsubscribe(field, value, id);
-        }
-        if conn.scope_all {
-            index.remove_scope_all(id);
-        }
-        self.publish_index_gauges(&index);
+        self.unindex(id, &conn);
         match conn.role {
             Role::Public => self.metrics.connections_public.add(-1),
             Role::Admin => self.metrics.connections_admin.add(-1),
@@ -336,6 +329,12 @@ impl Shard {
             return;
         }
         conn.close = Some(close);
+        self.unindex(id, conn);
+        conn.wake();
+    }
+
+    /// Takes every index entry of connection `id` away (idempotent).
+    fn unindex(&self, id: ConnId, conn: &Conn) {
         let mut index = self.index.borrow_mut();
         for (field, value) in conn.filters.iter() {
             index.unsubscribe(field, value, id);
@@ -344,7 +343,6 @@ impl Shard {
             index.remove_scope_all(id);
         }
         self.publish_index_gauges(&index);
-        conn.wake();
     }
 
     /// Delivers a batch of events to every matching connection of this

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Produce one event into fanout's Kafka and watch it arrive over WebSocket.
 
-Usage: scripts/try.py BOOTSTRAP [WS_URL]
-  BOOTSTRAP  the address fanout printed ("embedded Kafka broker: produce to ...")
-  WS_URL     default ws://127.0.0.1:3009/ws/availability
+Usage: scripts/try.py BOOTSTRAP [WS_URL [SESSION_ID]]
+  BOOTSTRAP   the address fanout printed ("embedded Kafka broker: produce to ...")
+  WS_URL      default ws://127.0.0.1:3009/ws/availability
+  SESSION_ID  sent as the session_id cookie (admin endpoint /ws)
 
 Needs: pip install confluent-kafka websockets
 """
@@ -15,8 +16,9 @@ import websockets
 from confluent_kafka import Producer
 
 
-async def main(bootstrap: str, url: str) -> None:
-    async with websockets.connect(url) as ws:
+async def main(bootstrap: str, url: str, session_id: str | None) -> None:
+    headers = {"Cookie": f"session_id={session_id}"} if session_id else None
+    async with websockets.connect(url, additional_headers=headers) as ws:
         print("<", await ws.recv())
         await ws.send(json.dumps({"type": "subscribe", "filters": {"course_id": "PIANO-101"}}))
         print("<", await ws.recv())
@@ -36,4 +38,5 @@ async def main(bootstrap: str, url: str) -> None:
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    asyncio.run(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "ws://127.0.0.1:3009/ws/availability"))
+    url = sys.argv[2] if len(sys.argv) > 2 else "ws://127.0.0.1:3009/ws/availability"
+    asyncio.run(main(sys.argv[1], url, sys.argv[3] if len(sys.argv) > 3 else None))

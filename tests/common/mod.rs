@@ -6,6 +6,7 @@
 //! real socket.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod redis_server;
 pub mod tansu;
 

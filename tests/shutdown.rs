@@ -140,3 +140,38 @@ fn a_position_past_retention_is_reset_and_counted() {
     let second = TestEngine::start_on(broker.bootstrap(), &args);
     second.wait_metric("fanout_kafka_offset_resets_total", |v| v >= 1.0);
 }
+
+#[test]
+fn a_lost_broker_is_retried_and_delivery_resumes() {
+    // SPEC §5: a lost broker is retried with backoff; the process keeps serving.
+    let topics = vec!["booking.created".to_string()];
+    let broker = EmbeddedBroker::start(&topics, 1).expect("broker");
+    let args = ["--topics", "booking.created", "--kafka-group-id", "lost-broker"];
+    let args = [&args[..], &["--kafka-opt", "fetch.wait.max.ms=1"]].concat();
+    let engine = TestEngine::start_on(broker.bootstrap(), &args);
+    let mut client = engine.public_client();
+    client.subscribe(json!({"course_id": "C1"}));
+    engine.produce_json("booking.created", &booking("C1", 1));
+    assert_eq!(client.recv_json()["slots_remaining"], 1);
+
+    broker.set_down(true).expect("broker down");
+    // The consumer notices (librdkafka reports the lost broker).
+    engine.wait_metric("fanout_kafka_errors_total", |v| v >= 1.0);
+    // Still serving while Kafka is gone.
+    assert_eq!(engine.http_get("/healthz").0, 200);
+    let mut late = engine.public_client();
+    late.subscribe(json!({"course_id": "C1"}));
+
+    broker.set_down(false).expect("broker up");
+    engine.produce_json("booking.created", &booking("C1", 2));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for client in [&mut client, &mut late] {
+        loop {
+            match client.recv_within(deadline.saturating_duration_since(std::time::Instant::now())) {
+                common::Received::Json(got) if got["slots_remaining"] == 2 => break,
+                common::Received::Json(_) => continue,
+                other => panic!("no delivery after the broker came back: {other:?}"),
+            }
+        }
+    }
+}

@@ -42,6 +42,21 @@ impl EmbeddedBroker {
     pub fn bootstrap(&self) -> &str {
         &self.bootstrap
     }
+
+    /// Takes the broker down (`true`: connections fail and are refused) or
+    /// brings it back, to exercise what clients do when a broker is lost.
+    pub fn set_down(&self, down: bool) -> KafkaResult<()> {
+        let cluster = self
+            .handle
+            .client()
+            .mock_cluster()
+            .ok_or(KafkaError::ClientCreation("the mock cluster is gone".into()))?;
+        if down {
+            cluster.broker_down(1)
+        } else {
+            cluster.broker_up(1)
+        }
+    }
 }
 
 impl Drop for EmbeddedBroker {

@@ -64,22 +64,21 @@ fn sigterm_closes_clients_with_1001_and_exits_zero() {
     assert!(status.success(), "{status:?}");
 }
 
+/// A `booking.created` broker of the test's own (it outlives the engines
+/// started on it) and the engine flags for consumer group `group`.
+fn own_broker(partitions: i32, group: &'static str, extra: &[&'static str]) -> (EmbeddedBroker, Vec<&'static str>) {
+    let broker = EmbeddedBroker::start(&["booking.created".to_string()], partitions).expect("broker");
+    let mut args = vec!["--topics", "booking.created", "--kafka-group-id", group];
+    // The mock broker sits out fetch.wait.max.ms (see src/ingest/kafka.rs).
+    args.extend(["--kafka-opt", "fetch.wait.max.ms=1"]);
+    args.extend_from_slice(extra);
+    (broker, args)
+}
+
 #[test]
 fn offsets_are_committed_so_a_restart_does_not_redeliver() {
-    let topics = vec!["booking.created".to_string()];
-    let broker = EmbeddedBroker::start(&topics, 2).expect("broker");
     // Were offsets not committed, `earliest` would replay everything.
-    let args = ["--topics", "booking.created", "--kafka-group-id", "restart-test"];
-    let args = [
-        &args[..],
-        &[
-            "--kafka-opt",
-            "auto.offset.reset=earliest",
-            "--kafka-opt",
-            "fetch.wait.max.ms=1",
-        ],
-    ]
-    .concat();
+    let (broker, args) = own_broker(2, "restart-test", &["--kafka-opt", "auto.offset.reset=earliest"]);
 
     let first = TestEngine::start_on(broker.bootstrap(), &args);
     let mut client = first.public_client();
@@ -108,10 +107,7 @@ fn offsets_are_committed_so_a_restart_does_not_redeliver() {
 fn a_position_past_retention_is_reset_and_counted() {
     // The mock broker keeps about 100k records or 5 MiB per partition; push
     // the committed position of a group out of that window.
-    let topics = vec!["booking.created".to_string()];
-    let broker = EmbeddedBroker::start(&topics, 1).expect("broker");
-    let args = ["--topics", "booking.created", "--kafka-group-id", "retention-test"];
-    let args = [&args[..], &["--kafka-opt", "fetch.wait.max.ms=1"]].concat();
+    let (broker, args) = own_broker(1, "retention-test", &[]);
     let first = TestEngine::start_on(broker.bootstrap(), &args);
     let mut client = first.public_client();
     client.subscribe(json!({"course_id": "C1"}));
@@ -144,10 +140,7 @@ fn a_position_past_retention_is_reset_and_counted() {
 #[test]
 fn a_lost_broker_is_retried_and_delivery_resumes() {
     // SPEC §5: a lost broker is retried with backoff; the process keeps serving.
-    let topics = vec!["booking.created".to_string()];
-    let broker = EmbeddedBroker::start(&topics, 1).expect("broker");
-    let args = ["--topics", "booking.created", "--kafka-group-id", "lost-broker"];
-    let args = [&args[..], &["--kafka-opt", "fetch.wait.max.ms=1"]].concat();
+    let (broker, args) = own_broker(1, "lost-broker", &[]);
     let engine = TestEngine::start_on(broker.bootstrap(), &args);
     let mut client = engine.public_client();
     client.subscribe(json!({"course_id": "C1"}));

@@ -11,8 +11,9 @@ use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use fanout::event::{Field, Outbound, RoutingKey};
-use fanout::ingest::decode::{Decoder, PUBLIC_FIELDS};
+use fanout::ingest::decode::Decoder;
 use fanout::protocol::frame;
+use fanout::route::PUBLIC_FIELDS;
 use serde_json::Value;
 
 use common::Size;
@@ -57,7 +58,7 @@ impl SerdeDecoder {
             out.extend_from_slice(b",\"timestamp\":");
             match timestamp {
                 Some(t) => serde_json::to_writer(&mut *out, t).expect("Vec write"),
-                None => serde_json::to_writer(&mut *out, &fanout::ingest::decode::iso_now()).expect("Vec write"),
+                None => fanout::clock::write_now_json(out),
             }
             out.push(b'}');
         };

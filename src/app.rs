@@ -18,8 +18,9 @@ use socket2::{Domain, Socket, Type};
 
 use crate::auth::redis::RedisClient;
 use crate::config::{Brokers, Config};
-use crate::ingest::{self, dispatch::Dispatcher, embedded::EmbeddedBroker, kafka};
+use crate::ingest::{self, dispatch::Dispatcher, embedded::EmbeddedBroker, kafka::KafkaSource};
 use crate::metrics::{Gauge, IngestMetrics, Registry, ShardMetrics};
+use crate::readiness::Readiness;
 use crate::shard::executor::{self, ShardStart};
 use crate::shard::{ShardId, Shared, inbox};
 
@@ -62,13 +63,16 @@ impl Engine {
         let shard_count = config.placement.shard_count as usize;
         let ingest_metrics = Arc::new(IngestMetrics::default());
         let inbox_depth: Arc<[Gauge]> = (0..shard_count).map(|_| Gauge::default()).collect();
+        let readiness = Arc::new(Readiness::default());
         let shared = Arc::new(Shared {
             connection_count: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
+            readiness: readiness.clone(),
             registry: Registry {
                 shards: (0..shard_count).map(|_| Arc::new(ShardMetrics::default())).collect(),
                 ingest: ingest_metrics.clone(),
                 inbox_depth: inbox_depth.clone(),
+                readiness: readiness.clone(),
             },
         });
 
@@ -96,12 +100,12 @@ impl Engine {
             shards.push(handle);
         }
 
-        let consumer = kafka::consumer(&config.kafka, &bootstrap, ingest_metrics.clone())
+        let source = KafkaSource::new(&config.kafka, &bootstrap, ingest_metrics.clone(), readiness)
             .with_context(|| format!("creating the Kafka consumer for {bootstrap}"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let dispatcher = Dispatcher::new(senders, inbox_depth, ingest_metrics.clone());
         let ingest = ingest::spawn(
-            consumer,
+            source,
             dispatcher,
             ingest_metrics,
             config.placement.ingest_core,

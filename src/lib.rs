@@ -11,22 +11,31 @@
 //! Module map, in the order data flows:
 //! - [`config`]: CLI -> checked [`config::Config`].
 //! - [`app`]: start and stop everything.
-//! - [`ingest`]: Kafka consumer loop; [`ingest::decode`] builds an
-//!   [`event::Outbound`] per record; [`ingest::dispatch`] hands it to shards.
+//! - [`ingest`]: the poll -> decode -> dispatch loop over an
+//!   [`ingest::EventSource`] (Kafka, or memory in tests); [`ingest::decode`]
+//!   builds an [`event::Outbound`] per record; [`ingest::dispatch`] hands it
+//!   to shards.
+//! - [`route`]: SPEC §6, which audience gets which message shape.
 //! - [`event`]: the unit that flows.
 //! - [`shard`]: per-core state; `index` (key -> connections), `listener`
 //!   (HTTP, upgrade, auth), `connection` (one client), `inbox` (channel).
 //! - [`protocol`]: client messages, replies, WebSocket frames.
 //! - [`auth`]: admin sessions in Redis.
-//! - [`metrics`]: counters summed on scrape.
+//! - [`metrics`]: counters summed on scrape; [`readiness`]: what `/readyz`
+//!   answers.
+//! - [`json`], [`clock`]: how messages write strings and time.
 
 pub mod app;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod event;
 pub mod ingest;
+pub mod json;
 pub mod metrics;
 pub mod protocol;
+pub mod readiness;
+pub mod route;
 pub mod shard;
 
 pub use app::Engine;

@@ -1,36 +1,19 @@
-//! Kafka record -> [`Outbound`]: decode with simd-json, route, encode once.
+//! Kafka record -> [`Outbound`]: parse with simd-json, find the fields,
+//! let [`route`](crate::route) write each audience's message, frame once.
 //!
 //! Runs on the ingest thread only. A [`Decoder`] keeps its parse buffers and
 //! output scratch across records, so steady state allocates only the frames
 //! it hands on. Field lookup follows SPEC §5: `payload.data`, then `payload`,
 //! then the top level; the first level that has the key wins.
 
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use simd_json::prelude::*;
 use simd_json::{BorrowedValue as Value, Buffers};
 
 use crate::event::{Field, Outbound, RoutingKey};
 use crate::protocol::frame;
-
-/// Fields a public message may carry (SPEC §6 allowlist). Nothing else of an
-/// event ever reaches a public connection.
-pub const PUBLIC_FIELDS: [&str; 11] = [
-    "id",
-    "booking_id",
-    "course_id",
-    "room_id",
-    "schedule_id",
-    "session_id",
-    "slots_remaining",
-    "action",
-    "status",
-    "start_time",
-    "end_time",
-];
-
-/// Fields of `availability.updated`, in output order.
-const AVAILABILITY_FIELDS: [&str; 3] = ["course_id", "schedule_id", "slots_remaining"];
+use crate::route::{self, Fields};
 
 /// Why a record was skipped; the label of `fanout_events_skipped_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -85,58 +68,24 @@ impl Decoder {
         // record with no payload at all is its own body.
         let body = data.or(payload).unwrap_or(&root);
         let levels = Levels([data, payload.filter(|p| p.is_object()), Some(&root)]);
-
-        let keys = routing_keys(&levels);
-        let timestamp = top.get("timestamp").filter(|t| t.is_str());
-        let stamp = Timestamp::new(timestamp);
+        let timestamp = top.get("timestamp");
+        // The record's topic is authoritative (SPEC §5), whatever the
+        // envelope says.
+        let route = route::route(topic);
 
         let out = &mut self.scratch;
-        let (body_key, public) = shape(topic);
         out.clear();
-        out.extend_from_slice(b"{\"type\":");
-        write_json(out, &Value::from(topic));
-        out.extend_from_slice(b",\"");
-        out.extend_from_slice(body_key.as_bytes());
-        out.extend_from_slice(b"\":");
-        write_json(out, body);
-        stamp.write(out);
+        route::write_admin(out, topic, route, body);
+        route::write_timestamp(out, timestamp);
         let admin_frame = frame::text(out);
 
-        let public_frame = match public {
-            Public::None => None,
-            Public::AvailabilityUpdated => levels.find("slots_remaining").map(|_| {
-                out.clear();
-                out.extend_from_slice(b"{\"type\":\"availability.updated\"");
-                for name in AVAILABILITY_FIELDS {
-                    if let Some(value) = levels.find(name).filter(|v| is_public_value(v)) {
-                        write_member(out, name, value);
-                    }
-                }
-                stamp.write(out);
-                frame::text(out)
-            }),
-            Public::AvailabilityChanged => {
-                out.clear();
-                out.extend_from_slice(b"{\"type\":\"availability.changed\",\"summary\":{");
-                let mut first = true;
-                for name in PUBLIC_FIELDS {
-                    if let Some(value) = levels.find(name).filter(|v| is_public_value(v)) {
-                        if !first {
-                            out.push(b',');
-                        }
-                        first = false;
-                        write_json(out, &Value::from(name));
-                        out.push(b':');
-                        write_json(out, value);
-                    }
-                }
-                out.push(b'}');
-                stamp.write(out);
-                Some(frame::text(out))
-            }
-        };
+        out.clear();
+        let public_frame = route::write_public(out, route, &levels).then(|| {
+            route::write_timestamp(out, timestamp);
+            frame::text(out)
+        });
         Ok(Outbound {
-            keys,
+            keys: routing_keys(&levels),
             admin_frame,
             public_frame,
             ingested_at,
@@ -144,30 +93,12 @@ impl Decoder {
     }
 }
 
-/// The public derivative a topic has (SPEC §6).
-enum Public {
-    None,
-    AvailabilityUpdated,
-    AvailabilityChanged,
-}
-
-/// The admin message's body key and the public shape of a topic.
-fn shape(topic: &str) -> (&'static str, Public) {
-    match topic {
-        "booking.created" | "booking.cancelled" | "booking.confirmed" => ("booking", Public::AvailabilityUpdated),
-        "schedule.updated" | "schedule.deleted" => ("full_details", Public::AvailabilityChanged),
-        "admin.notifications" => ("notification", Public::None),
-        "assessment.submitted" => ("assessment", Public::None),
-        _ => ("event", Public::None),
-    }
-}
-
 /// The three lookup levels, most specific first.
 struct Levels<'a, 'v>([Option<&'a Value<'v>>; 3]);
 
-impl<'a, 'v> Levels<'a, 'v> {
-    fn find(&self, key: &str) -> Option<&'a Value<'v>> {
-        self.0.iter().flatten().copied().find_map(|level| level.get(key))
+impl<'v> Fields<'v> for Levels<'_, 'v> {
+    fn find(&self, key: &str) -> Option<&Value<'v>> {
+        self.0.iter().flatten().find_map(|level| level.get(key))
     }
 }
 
@@ -189,54 +120,6 @@ fn routing_keys(levels: &Levels<'_, '_>) -> Vec<RoutingKey> {
         }
     }
     keys
-}
-
-/// Public messages carry scalars (and routing-key arrays of strings) only, so
-/// an allowlisted name can never smuggle a nested personal object out.
-fn is_public_value(value: &Value<'_>) -> bool {
-    match value {
-        Value::Static(_) | Value::String(_) => true,
-        Value::Array(items) => items.iter().all(|item| item.is_str()),
-        Value::Object(_) => false,
-    }
-}
-
-fn write_member(out: &mut Vec<u8>, name: &str, value: &Value<'_>) {
-    out.push(b',');
-    write_json(out, &Value::from(name));
-    out.push(b':');
-    write_json(out, value);
-}
-
-fn write_json(out: &mut Vec<u8>, value: &Value<'_>) {
-    value.write(out).expect("writing to a Vec cannot fail");
-}
-
-/// The message's `timestamp`: the envelope's string, else the ingest time.
-struct Timestamp<'a, 'v>(Option<&'a Value<'v>>);
-
-impl<'a, 'v> Timestamp<'a, 'v> {
-    fn new(envelope: Option<&'a Value<'v>>) -> Self {
-        Timestamp(envelope)
-    }
-
-    fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b",\"timestamp\":");
-        match self.0 {
-            Some(value) => write_json(out, value),
-            None => {
-                out.push(b'"');
-                out.extend_from_slice(iso_now().as_bytes());
-                out.push(b'"');
-            }
-        }
-        out.push(b'}');
-    }
-}
-
-/// Now as RFC 3339 UTC with milliseconds, e.g. `2026-11-24T10:00:00.123Z`.
-pub fn iso_now() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
 #[cfg(test)]

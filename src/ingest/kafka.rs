@@ -1,8 +1,11 @@
-//! The Kafka consumer: latency-first settings, explicit start offsets.
+//! The Kafka event source: latency-first settings, explicit start offsets,
+//! positions stored only after hand-off.
 //!
 //! Runs on the ingest thread (its callbacks too: they are served from
 //! `poll`). librdkafka's defaults favour batching; ours favour latency, and
-//! every property can be overridden with `--kafka-opt`.
+//! every property can be overridden with `--kafka-opt`. Consumer errors are
+//! counted and logged here, at most once a second; the ingest loop only sees
+//! records.
 //!
 //! Readiness (SPEC §2 `/readyz`) needs more than an assignment: the start
 //! offset of each partition must be known, or records produced right after
@@ -10,23 +13,124 @@
 //! resolve each partition's offset ourselves (the committed offset, else the
 //! high or low watermark per `auto.offset.reset`) and assign explicitly.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use rdkafka::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
-use rdkafka::error::KafkaResult;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 
+use super::WarnLimit;
+use super::source::{EventSource, Record};
 use crate::config::{Brokers, KafkaConfig};
 use crate::metrics::IngestMetrics;
+use crate::readiness::Readiness;
 
 /// The consumer type of the ingest thread.
 pub type KafkaConsumer = BaseConsumer<IngestContext>;
+
+/// Kafka as the ingest thread's [`EventSource`].
+pub struct KafkaSource {
+    consumer: KafkaConsumer,
+    metrics: Arc<IngestMetrics>,
+    warn_limit: WarnLimit,
+    /// (topic, partition, next offset) of what was passed on since the last
+    /// hand-off; stored as the consumer's positions on `handed_off`.
+    polled: Vec<(String, i32, i64)>,
+}
+
+impl EventSource for KafkaSource {
+    fn poll(
+        &mut self,
+        timeout: Duration,
+        max: usize,
+        each: &mut dyn FnMut(Record<'_>) -> ControlFlow<()>,
+    ) -> Option<usize> {
+        let mut passed = 0;
+        let mut wait = timeout;
+        while passed < max {
+            let message = match self.consumer.poll(wait) {
+                None => break,
+                Some(Ok(message)) => message,
+                Some(Err(err)) => {
+                    self.count_error(&err);
+                    break;
+                }
+            };
+            // What librdkafka fetched already is taken without waiting.
+            wait = Duration::ZERO;
+            let record = Record {
+                topic: message.topic(),
+                partition: message.partition(),
+                offset: message.offset(),
+                payload: message.payload(),
+            };
+            if each(record).is_break() {
+                break;
+            }
+            passed += 1;
+            let next = message.offset() + 1;
+            match self
+                .polled
+                .iter_mut()
+                .find(|(topic, partition, _)| *partition == message.partition() && topic == message.topic())
+            {
+                Some(entry) => entry.2 = next,
+                None => self
+                    .polled
+                    .push((message.topic().to_string(), message.partition(), next)),
+            }
+        }
+        Some(passed)
+    }
+
+    fn handed_off(&mut self) {
+        if self.polled.is_empty() {
+            return;
+        }
+        let mut positions = TopicPartitionList::with_capacity(self.polled.len());
+        for (topic, partition, next) in self.polled.drain(..) {
+            let _ = positions.add_partition_offset(&topic, partition, Offset::Offset(next));
+        }
+        if let Err(err) = self.consumer.store_offsets(&positions) {
+            // The partition was revoked meanwhile: its new owner re-reads it.
+            tracing::debug!(error = %err, "offsets not stored");
+        }
+    }
+
+    fn commit_now(&mut self) {
+        self.handed_off();
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => tracing::info!("kafka offsets committed"),
+            // Nothing consumed since the last commit.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(err) => tracing::warn!(error = %err, "final kafka commit failed"),
+        }
+    }
+}
+
+impl KafkaSource {
+    fn count_error(&mut self, err: &KafkaError) {
+        if err.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) {
+            // With auto.offset.reset=error librdkafka reports an out-of-range
+            // position here and stops the partition (other policies only log
+            // it: see `IngestContext::log`).
+            self.metrics.offset_resets.inc();
+            tracing::error!(error = %err, "kafka offset reset: records past retention were skipped");
+            return;
+        }
+        self.metrics.kafka_errors.inc();
+        if self.warn_limit.allow() {
+            tracing::warn!(error = %err, "kafka consumer error; librdkafka retries");
+        }
+    }
+}
 
 /// Latency-first defaults, applied before `--kafka-opt` overrides.
 /// librdkafka (2.12) defaults in parentheses.
@@ -63,6 +167,7 @@ pub const LATENCY_DEFAULTS: [(&str, &str); 13] = [
 /// Callbacks of the ingest consumer: rebalance, statistics, logs.
 pub struct IngestContext {
     metrics: Arc<IngestMetrics>,
+    readiness: Arc<Readiness>,
     reset_to_earliest: bool,
 }
 
@@ -112,16 +217,21 @@ impl ConsumerContext for IngestContext {
                     Err(_) => consumer.assign(tpl),
                 };
                 if let Err(err) = &resolved {
-                    tracing::warn!(error = %err, "could not resolve start offsets; librdkafka resets them itself");
+                    // Records produced now could fall before a later reset:
+                    // not ready (SPEC §2), though consumption goes on.
+                    tracing::error!(error = %err, "could not resolve start offsets; /readyz stays 503 until the next assignment");
                 }
                 match assigned {
                     Ok(()) => {
                         let count = consumer.assignment().map_or(0, |a| a.count());
                         self.metrics.partitions_assigned.set(count as i64);
-                        self.metrics.ready.store(count > 0, Ordering::Relaxed);
+                        self.readiness.set_kafka(count > 0 && resolved.is_ok());
                         tracing::info!(partitions = tpl.count(), total = count, "kafka partitions assigned");
                     }
-                    Err(err) => tracing::error!(error = %err, "kafka assign failed"),
+                    Err(err) => {
+                        self.readiness.set_kafka(false);
+                        tracing::error!(error = %err, "kafka assign failed");
+                    }
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -137,13 +247,15 @@ impl ConsumerContext for IngestContext {
                 }
                 let count = consumer.assignment().map_or(0, |a| a.count());
                 self.metrics.partitions_assigned.set(count as i64);
-                self.metrics.ready.store(count > 0, Ordering::Relaxed);
+                if count == 0 {
+                    self.readiness.set_kafka(false);
+                }
                 tracing::info!(partitions = tpl.count(), "kafka partitions revoked");
             }
             other => {
                 tracing::error!(error = ?other, "kafka rebalance error");
                 let _ = consumer.unassign();
-                self.metrics.ready.store(false, Ordering::Relaxed);
+                self.readiness.set_kafka(false);
             }
         }
     }
@@ -199,19 +311,33 @@ pub fn client_config(config: &KafkaConfig, bootstrap: &str) -> ClientConfig {
     client
 }
 
-/// Creates the consumer and subscribes it to the configured topics.
-pub fn consumer(config: &KafkaConfig, bootstrap: &str, metrics: Arc<IngestMetrics>) -> KafkaResult<KafkaConsumer> {
-    let client = client_config(config, bootstrap);
-    let reset = client.get("auto.offset.reset").unwrap_or("latest");
-    let reset_to_earliest = matches!(reset, "earliest" | "smallest" | "beginning");
-    metrics.consumer_lag.set(-1);
-    let consumer: KafkaConsumer = client.create_with_context(IngestContext {
-        metrics,
-        reset_to_earliest,
-    })?;
-    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics)?;
-    Ok(consumer)
+impl KafkaSource {
+    /// Creates the consumer and subscribes it to the configured topics;
+    /// readiness is reported into `readiness`.
+    pub fn new(
+        config: &KafkaConfig,
+        bootstrap: &str,
+        metrics: Arc<IngestMetrics>,
+        readiness: Arc<Readiness>,
+    ) -> KafkaResult<KafkaSource> {
+        let client = client_config(config, bootstrap);
+        let reset = client.get("auto.offset.reset").unwrap_or("latest");
+        let reset_to_earliest = matches!(reset, "earliest" | "smallest" | "beginning");
+        metrics.consumer_lag.set(-1);
+        let consumer: KafkaConsumer = client.create_with_context(IngestContext {
+            metrics: metrics.clone(),
+            readiness,
+            reset_to_earliest,
+        })?;
+        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        Ok(KafkaSource {
+            consumer,
+            metrics,
+            warn_limit: WarnLimit::default(),
+            polled: Vec::new(),
+        })
+    }
 }
 
 #[cfg(test)]

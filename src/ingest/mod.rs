@@ -1,39 +1,41 @@
-//! The ingest thread: poll Kafka -> decode -> hand to every shard -> store
-//! the offset.
+//! The ingest thread: poll the source -> decode -> hand to every shard ->
+//! let the source commit.
 //!
-//! One thread, pinned to `--ingest-core`. It owns the consumer, the decoder's
-//! buffers and the inbox senders. An offset is stored only after its event
-//! sits in every shard's inbox, and librdkafka commits stored offsets, so a
-//! commit never covers an event the shards did not get (at-least-once into
-//! the engine, SPEC §5). Bad records are counted, logged at most once a
-//! second, and skipped.
+//! One thread, pinned to `--ingest-core`. It owns the [`EventSource`] (Kafka
+//! in production), the decoder's buffers and the inbox senders. A position is
+//! committed only after its event sits in every shard's inbox, so a commit
+//! never covers an event the shards did not get (at-least-once into the
+//! engine, SPEC §5). Bad records are counted, logged at most once a second,
+//! and skipped.
 
 pub mod decode;
 pub mod dispatch;
 pub mod embedded;
 pub mod kafka;
+pub mod source;
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::Message;
-use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-
 use self::decode::Decoder;
 use self::dispatch::Dispatcher;
-use self::kafka::KafkaConsumer;
+pub use self::source::{EventSource, MemorySource, Record};
 use crate::metrics::{IngestMetrics, SKIP_REASONS};
 
 /// Longest a poll blocks, so a stop request is seen promptly.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// Starts the ingest thread; it runs until `stop` is set or a shard is gone,
-/// then commits and returns.
-pub fn spawn(
-    consumer: KafkaConsumer,
+/// Records taken per poll: those the source already holds are handed on
+/// before their positions are committed together.
+const RECORDS_PER_POLL: usize = 64;
+
+/// Starts the ingest thread; it runs until `stop` is set, the source ends
+/// or a shard is gone, then commits and returns.
+pub fn spawn<S: EventSource + Send + 'static>(
+    mut source: S,
     dispatcher: Dispatcher,
     metrics: Arc<IngestMetrics>,
     core: Option<usize>,
@@ -45,68 +47,53 @@ pub fn spawn(
         {
             tracing::warn!(core, "could not pin the ingest thread");
         }
-        run(&consumer, &dispatcher, &metrics, &stop);
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) => tracing::info!("kafka offsets committed"),
-            // Nothing consumed since the last commit.
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(err) => tracing::warn!(error = %err, "final kafka commit failed"),
-        }
+        run(&mut source, &dispatcher, &metrics, &stop);
+        source.commit_now();
     })
 }
 
-fn run(consumer: &KafkaConsumer, dispatcher: &Dispatcher, metrics: &IngestMetrics, stop: &AtomicBool) {
+/// The loop of the ingest thread; returns when `stop` is set, the source
+/// ends, or a shard is gone.
+pub fn run(source: &mut impl EventSource, dispatcher: &Dispatcher, metrics: &IngestMetrics, stop: &AtomicBool) {
     let mut decoder = Decoder::default();
     let mut warn_limit = WarnLimit::default();
     while !stop.load(Ordering::Relaxed) {
-        let message = match consumer.poll(POLL_TIMEOUT) {
-            None => continue,
-            Some(Ok(message)) => message,
-            Some(Err(err)) if err.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) => {
-                // With auto.offset.reset=error librdkafka reports an
-                // out-of-range position here and stops the partition (other
-                // policies only log it: see `IngestContext::log`).
-                metrics.offset_resets.inc();
-                tracing::error!(error = %err, "kafka offset reset: records past retention were skipped");
-                continue;
-            }
-            Some(Err(err)) => {
-                metrics.kafka_errors.inc();
-                if warn_limit.allow() {
-                    tracing::warn!(error = %err, "kafka consumer error; librdkafka retries");
+        let mut shard_gone = false;
+        let polled = source.poll(POLL_TIMEOUT, RECORDS_PER_POLL, &mut |record| {
+            metrics.events_consumed.inc();
+            match decoder.decode(record.topic, record.payload, Instant::now()) {
+                Ok(outbound) => {
+                    if dispatcher.dispatch(Arc::new(outbound)).is_err() {
+                        shard_gone = true;
+                        return ControlFlow::Break(());
+                    }
                 }
-                continue;
-            }
-        };
-        let ingested_at = Instant::now();
-        metrics.events_consumed.inc();
-        match decoder.decode(message.topic(), message.payload(), ingested_at) {
-            Ok(outbound) => {
-                if dispatcher.dispatch(Arc::new(outbound)).is_err() {
-                    tracing::error!("a shard is gone; ingest stops");
-                    return;
-                }
-            }
-            Err(err) => {
-                let at = SKIP_REASONS
-                    .iter()
-                    .position(|r| *r == err.reason())
-                    .expect("every reason is listed");
-                metrics.events_skipped[at].inc();
-                if warn_limit.allow() {
-                    tracing::warn!(
-                        topic = message.topic(),
-                        partition = message.partition(),
-                        offset = message.offset(),
-                        reason = err.reason(),
-                        "skipping kafka record: {err}"
-                    );
+                Err(err) => {
+                    let at = SKIP_REASONS
+                        .iter()
+                        .position(|r| *r == err.reason())
+                        .expect("every reason is listed");
+                    metrics.events_skipped[at].inc();
+                    if warn_limit.allow() {
+                        tracing::warn!(
+                            topic = record.topic,
+                            partition = record.partition,
+                            offset = record.offset,
+                            reason = err.reason(),
+                            "skipping kafka record: {err}"
+                        );
+                    }
                 }
             }
+            ControlFlow::Continue(())
+        });
+        if shard_gone {
+            tracing::error!("a shard is gone; ingest stops");
+            return;
         }
-        if let Err(err) = consumer.store_offset_from_message(&message) {
-            // The partition was revoked meanwhile: its new owner re-reads it.
-            tracing::debug!(error = %err, "offset not stored");
+        source.handed_off();
+        if polled.is_none() {
+            return;
         }
     }
 }
@@ -128,5 +115,69 @@ impl WarnLimit {
         }
         self.last = Some(now);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Gauge;
+    use crate::protocol::frame;
+    use crate::shard::inbox;
+
+    fn dispatcher(shards: usize) -> (Dispatcher, Vec<inbox::Inbox>, Arc<IngestMetrics>) {
+        let metrics = Arc::new(IngestMetrics::default());
+        let (senders, inboxes) = (0..shards).map(|_| inbox::inbox(16).expect("socketpair")).unzip();
+        let depths: Arc<[Gauge]> = (0..shards).map(|_| Gauge::default()).collect();
+        (Dispatcher::new(senders, depths, metrics.clone()), inboxes, metrics)
+    }
+
+    fn course_of(inbox: &inbox::Inbox) -> Vec<String> {
+        std::iter::from_fn(|| inbox.try_recv())
+            .map(|event| {
+                let json: serde_json::Value =
+                    serde_json::from_slice(frame::payload_of(&event.admin_frame)).expect("JSON");
+                json["booking"]["course_id"].as_str().unwrap_or("").to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_shard_gets_every_event_in_order_and_bad_records_are_counted() {
+        let (dispatcher, inboxes, metrics) = dispatcher(2);
+        let mut source = MemorySource::default();
+        source.push("booking.created", Some(br#"{"payload":{"course_id":"C1"}}"#));
+        source.push("booking.created", Some(b"{not json"));
+        source.push("booking.created", Some(b"[1]"));
+        source.push("booking.created", None);
+        source.push("booking.created", Some(br#"{"payload":{"course_id":"C2"}}"#));
+        source.close();
+        run(&mut source, &dispatcher, &metrics, &AtomicBool::new(false));
+        for inbox in &inboxes {
+            assert_eq!(course_of(inbox), ["C1", "C2"]);
+        }
+        assert_eq!(metrics.events_consumed.get(), 5);
+        let skipped: Vec<u64> = metrics.events_skipped.iter().map(|c| c.get()).collect();
+        assert_eq!(skipped, [1, 1, 1]);
+        // Skipped records are handed off too: nothing is re-read for them.
+        assert_eq!(source.handed_off_position(), 5);
+    }
+
+    #[test]
+    fn a_record_no_shard_took_is_not_committed() {
+        let (dispatcher, mut inboxes, metrics) = dispatcher(1);
+        let mut source = MemorySource::default();
+        source.push("booking.created", Some(br#"{"payload":{"course_id":"C1"}}"#));
+        run(&mut source, &dispatcher, &metrics, &AtomicBool::new(true));
+        assert_eq!(source.handed_off_position(), 0, "stop was set before the first poll");
+        drop(inboxes.pop());
+        run(&mut source, &dispatcher, &metrics, &AtomicBool::new(false));
+        assert_eq!(
+            source.handed_off_position(),
+            0,
+            "the shard was gone: nothing handed off"
+        );
+        source.commit_now();
+        assert_eq!(source.committed_position(), 0);
     }
 }

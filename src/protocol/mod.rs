@@ -1,85 +1,22 @@
 //! The client protocol of SPEC §4: what clients send, what we answer.
 //!
 //! [`parse`] turns one text message into a [`ClientMessage`] or a
-//! [`ProtocolError`] (which the connection answers and survives). Replies are
-//! encoded by [`Reply`]; framing is [`frame`]'s. Runs on the shard that owns
-//! the connection.
+//! [`ProtocolError`] (which the connection answers and survives). A
+//! connection's subscriptions are [`Filters`]; replies are encoded by
+//! [`Reply`]; framing is [`frame`]'s. Runs on the shard that owns the
+//! connection.
 
+mod filters;
 pub mod frame;
+pub mod http;
+mod reply;
 
 use simd_json::BorrowedValue as Value;
 use simd_json::prelude::*;
 
+pub use self::filters::Filters;
+pub use self::reply::Reply;
 use crate::event::Field;
-
-/// A filter set: (field, value) pairs in the order first subscribed, no
-/// duplicates. One vector, not one per field: a connection at rest holds a
-/// single small allocation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filters {
-    entries: Vec<(Field, Box<str>)>,
-}
-
-impl Filters {
-    /// Values subscribed for `field`, in subscription order.
-    pub fn values(&self, field: Field) -> impl Iterator<Item = &str> {
-        self.entries.iter().filter(move |(f, _)| *f == field).map(|(_, v)| &**v)
-    }
-
-    /// Total number of values over all fields.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// No value at all.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Whether `field` has `value`.
-    pub fn contains(&self, field: Field, value: &str) -> bool {
-        self.entries.iter().any(|(f, v)| *f == field && &**v == value)
-    }
-
-    /// Adds `value` unless present; true when added.
-    pub fn insert(&mut self, field: Field, value: &str) -> bool {
-        if self.contains(field, value) {
-            return false;
-        }
-        // Exact growth: most connections hold one or two filters, and the
-        // default growth would reserve four slots for the first.
-        self.entries.reserve_exact(1);
-        self.entries.push((field, Box::from(value)));
-        true
-    }
-
-    /// Removes `value`; true when it was present.
-    pub fn remove(&mut self, field: Field, value: &str) -> bool {
-        let at = self.entries.iter().position(|(f, v)| *f == field && &**v == value);
-        match at {
-            Some(at) => {
-                self.entries.remove(at);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Every (field, value).
-    pub fn iter(&self) -> impl Iterator<Item = (Field, &str)> {
-        self.entries.iter().map(|(f, v)| (*f, &**v))
-    }
-
-    /// How many of `other`'s values are not in `self` yet.
-    pub fn count_new(&self, other: &Filters) -> usize {
-        other.iter().filter(|(f, v)| !self.contains(*f, v)).count()
-    }
-
-    /// Releases all memory (connections at rest should hold none).
-    pub fn clear(&mut self) {
-        self.entries = Vec::new();
-    }
-}
 
 /// One parsed client message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,126 +162,6 @@ fn parse_topic(topic: &str) -> Result<Topic, ProtocolError> {
     Ok(Topic::Filter(field, value.to_string()))
 }
 
-/// Server messages that answer a client, encoded as JSON.
-pub enum Reply<'a> {
-    /// After the upgrade.
-    Connected {
-        /// Process-unique client id.
-        client_id: &'a str,
-        /// Admin connections say so.
-        admin: bool,
-    },
-    /// After a subscribe.
-    Subscribed {
-        /// Whole filter set after the change.
-        filters: &'a Filters,
-        /// Connection has scope all.
-        scope_all: bool,
-        /// Leave out an empty `filters` (a scope-only subscribe).
-        omit_empty_filters: bool,
-    },
-    /// After an unsubscribe.
-    Unsubscribed {
-        /// Echoed topic, for the topic form.
-        topic: Option<&'a str>,
-        /// Remaining filters.
-        filters: &'a Filters,
-        /// Connection still has scope all.
-        scope_all: bool,
-    },
-    /// Answer to `{"type":"ping"}`.
-    Pong,
-    /// An error the connection survives.
-    Error(&'a ProtocolError),
-}
-
-impl Reply<'_> {
-    /// The JSON text of the reply.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(96);
-        match self {
-            Reply::Connected { client_id, admin } => {
-                out.extend_from_slice(b"{\"type\":\"connected\",\"clientId\":");
-                write_str(&mut out, client_id);
-                if *admin {
-                    out.extend_from_slice(b",\"role\":\"admin\"");
-                }
-            }
-            Reply::Subscribed {
-                filters,
-                scope_all,
-                omit_empty_filters,
-            } => {
-                out.extend_from_slice(b"{\"type\":\"subscribed\"");
-                if !(*omit_empty_filters && filters.is_empty()) {
-                    write_filters(&mut out, filters);
-                }
-                write_scope(&mut out, *scope_all);
-            }
-            Reply::Unsubscribed {
-                topic,
-                filters,
-                scope_all,
-            } => {
-                out.extend_from_slice(b"{\"type\":\"unsubscribed\"");
-                if let Some(topic) = topic {
-                    out.extend_from_slice(b",\"topic\":");
-                    write_str(&mut out, topic);
-                }
-                write_filters(&mut out, filters);
-                write_scope(&mut out, *scope_all);
-            }
-            Reply::Pong => {
-                out.extend_from_slice(b"{\"type\":\"pong\",\"timestamp\":");
-                write_str(&mut out, &crate::ingest::decode::iso_now());
-            }
-            Reply::Error(error) => {
-                out.extend_from_slice(b"{\"type\":\"error\",\"code\":");
-                write_str(&mut out, error.code());
-                out.extend_from_slice(b",\"message\":");
-                write_str(&mut out, &error.to_string());
-            }
-        }
-        out.push(b'}');
-        out
-    }
-}
-
-fn write_filters(out: &mut Vec<u8>, filters: &Filters) {
-    out.extend_from_slice(b",\"filters\":{");
-    let mut first_field = true;
-    for field in Field::ALL {
-        let mut values = filters.values(field).peekable();
-        if values.peek().is_none() {
-            continue;
-        }
-        if !first_field {
-            out.push(b',');
-        }
-        first_field = false;
-        write_str(out, field.name());
-        out.extend_from_slice(b":[");
-        for (i, value) in values.enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_str(out, value);
-        }
-        out.push(b']');
-    }
-    out.push(b'}');
-}
-
-fn write_scope(out: &mut Vec<u8>, scope_all: bool) {
-    if scope_all {
-        out.extend_from_slice(b",\"scope\":\"all\"");
-    }
-}
-
-fn write_str(out: &mut Vec<u8>, s: &str) {
-    Value::from(s).write(out).expect("writing to a Vec cannot fail");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,45 +256,6 @@ mod tests {
                 .unwrap_err()
                 .code(),
             "invalid_filter"
-        );
-    }
-
-    #[test]
-    fn replies_echo_the_whole_set() {
-        let f = filters(&[(Field::Course, "C1"), (Field::Room, "R\"1")]);
-        let reply = Reply::Subscribed {
-            filters: &f,
-            scope_all: true,
-            omit_empty_filters: false,
-        }
-        .encode();
-        assert_eq!(
-            String::from_utf8(reply).expect("utf8"),
-            r#"{"type":"subscribed","filters":{"course_id":["C1"],"room_id":["R\"1"]},"scope":"all"}"#
-        );
-        let empty = Filters::default();
-        let reply = Reply::Unsubscribed {
-            topic: None,
-            filters: &empty,
-            scope_all: false,
-        }
-        .encode();
-        assert_eq!(reply, br#"{"type":"unsubscribed","filters":{}}"#);
-        let reply = Reply::Subscribed {
-            filters: &empty,
-            scope_all: true,
-            omit_empty_filters: true,
-        }
-        .encode();
-        assert_eq!(reply, br#"{"type":"subscribed","scope":"all"}"#);
-    }
-
-    #[test]
-    fn error_reply_shape() {
-        let reply = Reply::Error(&ProtocolError::InvalidFormat).encode();
-        assert_eq!(
-            reply,
-            br#"{"type":"error","code":"invalid_format","message":"Invalid format"}"#
         );
     }
 

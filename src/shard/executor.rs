@@ -16,7 +16,8 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use super::inbox::Inbox;
 use super::{Close, Shard, ShardId, Shared};
-use crate::auth::{self, redis::RedisClient};
+use crate::auth::SessionStore;
+use crate::auth::redis::RedisClient;
 use crate::config::{AuthConfig, ShardConfig};
 use crate::protocol::frame::close_code;
 
@@ -69,14 +70,14 @@ async fn run(start: ShardStart) {
         ..
     } = start;
     let mut inbox = inbox.attach();
-    let redis = auth
-        .redis_url
-        .as_deref()
-        .map(|url| RedisClient::new(url, auth.redis_timeout).expect("the Redis URL was checked at startup"));
-    let shard = Shard::new(id, config, shared, redis);
+    let sessions = auth.redis_url.as_deref().map(|url| {
+        let client = RedisClient::new(url, auth.redis_timeout).expect("the Redis URL was checked at startup");
+        Box::new(client) as Box<dyn SessionStore>
+    });
+    let shard = Shard::new(id, config, shared, sessions);
     // SAFETY: `listener` is an owned, bound and listening TCP socket.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) };
-    let accept = glommio::spawn_local(super::run_listener(shard.clone(), listener));
+    let accept = glommio::spawn_local(super::listener::run(shard.clone(), listener));
     let ticker = glommio::spawn_local(tick(shard.clone()));
     let recheck = glommio::spawn_local(recheck_sessions(shard.clone()));
 
@@ -120,30 +121,14 @@ async fn tick(shard: Rc<Shard>) {
     }
 }
 
-/// Re-checks every admin session of the shard in one `MGET` (SPEC §3.4):
-/// a definite "gone, malformed or not admin" closes with 4001; when Redis
-/// cannot answer, connections stay open and the failure is counted.
+/// The admin session re-check of SPEC §3.4, every
+/// `--session-recheck-interval`.
 async fn recheck_sessions(shard: Rc<Shard>) {
-    let Some(redis) = shard.redis.as_ref() else { return };
+    if shard.sessions.is_none() {
+        return;
+    }
     loop {
         glommio::timer::sleep(shard.config.session_recheck_interval).await;
-        let sessions = shard.admin_sessions();
-        if sessions.is_empty() {
-            continue;
-        }
-        let ids: Vec<&str> = sessions.iter().map(|(_, _, session)| &**session).collect();
-        match auth::recheck(redis, &ids).await {
-            Ok(valid) => {
-                for ((conn, serial, _), valid) in sessions.iter().zip(valid) {
-                    if !valid {
-                        shard.close_if_current(*conn, *serial, Close::graceful(close_code::SESSION_REVOKED));
-                    }
-                }
-            }
-            Err(err) => {
-                shard.metrics.session_recheck_failures.inc();
-                tracing::warn!(shard = shard.id.0, error = %err, sessions = sessions.len(), "session re-check failed; connections stay open");
-            }
-        }
+        shard.recheck_sessions().await;
     }
 }

@@ -122,6 +122,12 @@ pub fn inbox(capacity: usize) -> io::Result<(InboxSender, Inbox)> {
 }
 
 impl Inbox {
+    /// Takes one event without waiting (tests of the sending side).
+    #[cfg(test)]
+    pub(crate) fn try_recv(&self) -> Option<Dispatch> {
+        self.rx.try_recv().ok()
+    }
+
     /// Moves the doorbell's read end onto the calling glommio executor.
     /// Must run on the shard's executor.
     pub fn attach(self) -> AttachedInbox {

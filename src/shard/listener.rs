@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use glommio::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 
-use super::{ConnId, Role, Shard};
+use super::{ConnId, Role, Shard, task};
 use crate::auth::{self, AuthError};
 use crate::protocol::Reply;
 use crate::protocol::frame;
+use crate::protocol::http::{self, Head, Request};
 
 /// Accepts connections until the task is dropped (shutdown).
 pub async fn run(shard: Rc<Shard>, listener: TcpListener) {
@@ -37,36 +37,26 @@ pub async fn run(shard: Rc<Shard>, listener: TcpListener) {
     }
 }
 
-/// A parsed request head: what routing needs, owned.
-struct Request {
-    method: String,
-    path: String,
-    upgrade_websocket: bool,
-    connection_upgrade: bool,
-    key: Option<String>,
-    version: Option<String>,
-    origin: Option<String>,
-    cookie: Option<String>,
-}
-
-enum Head {
-    Complete(Request, Vec<u8>),
-    TooLarge,
-    Malformed,
-    Closed,
-}
-
 /// Answers one request; an upgraded connection continues in a task of its
 /// own, so none of the handshake's state (head buffer, parsed headers) stays
 /// allocated for the connection's lifetime.
 async fn handshake(shard: Rc<Shard>, stream: TcpStream) {
-    if let Some((stream, id, leftover)) = upgrade(&shard, stream).await {
-        glommio::spawn_local(super::serve_connection(shard, stream, id, leftover)).detach();
+    if let Some((id, leftover)) = upgrade(&shard, stream).await {
+        glommio::spawn_local(task::serve(shard, id, leftover)).detach();
     }
 }
 
-/// An upgraded connection: its stream, slot, and bytes read past the head.
-type Upgraded = (TcpStream, ConnId, Vec<u8>);
+/// An upgraded connection (its socket now in the shard): its slot, and the
+/// bytes read past the head.
+type Upgraded = (ConnId, Vec<u8>);
+
+/// What reading the request head came to.
+enum Read {
+    Head(Request, Vec<u8>),
+    TooLarge,
+    Malformed,
+    Closed,
+}
 
 /// Reads and routes the request; `Some` when it was upgraded and registered.
 async fn upgrade(shard: &Rc<Shard>, mut stream: TcpStream) -> Option<Upgraded> {
@@ -75,14 +65,14 @@ async fn upgrade(shard: &Rc<Shard>, mut stream: TcpStream) -> Option<Upgraded> {
     let head = read_head(&mut stream, shard.config.max_header_bytes)
         .or(async {
             glommio::timer::sleep(deadline).await;
-            Head::Closed
+            Read::Closed
         })
         .await;
     let (request, leftover) = match head {
-        Head::Complete(request, leftover) => (request, leftover),
-        Head::TooLarge => return answer(shard, stream, 431, "request header fields too large\n").await,
-        Head::Malformed => return answer(shard, stream, 400, "malformed HTTP request\n").await,
-        Head::Closed => return None,
+        Read::Head(request, leftover) => (request, leftover),
+        Read::TooLarge => return answer(shard, stream, 431, "request header fields too large\n").await,
+        Read::Malformed => return answer(shard, stream, 400, "malformed HTTP request\n").await,
+        Read::Closed => return None,
     };
     if request.method != "GET" {
         return answer(shard, stream, 405, "only GET is served\n").await;
@@ -116,7 +106,7 @@ async fn upgrade(shard: &Rc<Shard>, mut stream: TcpStream) -> Option<Upgraded> {
     }
     let session = match role {
         Role::Public => None,
-        Role::Admin => match auth::authenticate(shard.redis.as_ref(), request.cookie.as_deref()).await {
+        Role::Admin => match auth::authenticate(shard.sessions.as_deref(), request.cookie.as_deref()).await {
             Ok(session) => Some(session),
             Err(err) => {
                 shared.connection_count.fetch_sub(1, Ordering::Relaxed);
@@ -145,12 +135,11 @@ async fn upgrade(shard: &Rc<Shard>, mut stream: TcpStream) -> Option<Upgraded> {
     .encode();
     greeting.put_slice(&frame::text(&connected));
     let session_id = session.map(|s| s.session_id);
-    let id = shard.register(serial, role, stream.as_raw_fd(), session_id, greeting.freeze());
-    shard.flush_dirty();
-    Some((stream, id, leftover))
+    let id = shard.register(serial, role, stream, session_id, greeting.freeze());
+    Some((id, leftover))
 }
 
-async fn read_head(stream: &mut TcpStream, max_bytes: usize) -> Head {
+async fn read_head(stream: &mut TcpStream, max_bytes: usize) -> Read {
     let mut buf = Vec::with_capacity(1024);
     let mut filled = 0;
     loop {
@@ -158,61 +147,28 @@ async fn read_head(stream: &mut TcpStream, max_bytes: usize) -> Head {
             buf.resize(filled + 1024, 0);
         }
         let n = match stream.read(&mut buf[filled..]).await {
-            Ok(0) | Err(_) => return Head::Closed,
+            Ok(0) | Err(_) => return Read::Closed,
             Ok(n) => n,
         };
+        let first_read = filled == 0;
         filled += n;
-        let buf = &buf[..filled];
-        let mut headers = [httparse::EMPTY_HEADER; 48];
-        let mut parsed = httparse::Request::new(&mut headers);
-        match parsed.parse(buf) {
-            Ok(httparse::Status::Complete(len)) if len <= max_bytes => {
-                let request = to_request(&parsed);
-                return Head::Complete(request, buf[len..].to_vec());
+        // A head ends with an empty line. Parse the first read (garbage gets
+        // its 400 at once) and any read that may complete the head, not every
+        // dribbled byte: the work stays linear in the head's size.
+        let fresh = &buf[(filled - n).saturating_sub(3)..filled];
+        let may_end = fresh.windows(2).any(|w| w == b"\n\n") || fresh.windows(3).any(|w| w == b"\n\r\n");
+        if !first_read && !may_end {
+            if filled > max_bytes {
+                return Read::TooLarge;
             }
-            Ok(httparse::Status::Complete(_)) => return Head::TooLarge,
-            Ok(httparse::Status::Partial) if buf.len() > max_bytes => return Head::TooLarge,
-            Ok(httparse::Status::Partial) => {}
-            Err(httparse::Error::TooManyHeaders) => return Head::TooLarge,
-            Err(_) => return Head::Malformed,
+            continue;
         }
-    }
-}
-
-fn to_request(parsed: &httparse::Request<'_, '_>) -> Request {
-    let header = |name: &str| {
-        parsed
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .and_then(|h| std::str::from_utf8(h.value).ok())
-            .map(|v| v.trim().to_string())
-    };
-    let has_token = |name: &str, token: &str| {
-        parsed
-            .headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .any(|h| {
-                std::str::from_utf8(h.value).is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-            })
-    };
-    // Several Cookie headers may be sent; join them as one list.
-    let cookies: Vec<&str> = parsed
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
-        .filter_map(|h| std::str::from_utf8(h.value).ok())
-        .collect();
-    Request {
-        method: parsed.method.unwrap_or("").to_string(),
-        path: parsed.path.unwrap_or("").to_string(),
-        upgrade_websocket: has_token("upgrade", "websocket"),
-        connection_upgrade: has_token("connection", "upgrade"),
-        key: header("sec-websocket-key"),
-        version: header("sec-websocket-version"),
-        origin: header("origin"),
-        cookie: (!cookies.is_empty()).then(|| cookies.join("; ")),
+        match http::parse_head(&buf[..filled], max_bytes) {
+            Head::Complete(request, len) => return Read::Head(request, buf[len..filled].to_vec()),
+            Head::Partial => {}
+            Head::TooLarge => return Read::TooLarge,
+            Head::Malformed => return Read::Malformed,
+        }
     }
 }
 
@@ -234,10 +190,10 @@ fn origin_allowed(shard: &Shard, origin: Option<&str>) -> bool {
 }
 
 async fn ready(shard: &Rc<Shard>, stream: TcpStream) -> Option<Upgraded> {
-    let kafka = shard.shared.ingest().ready.load(Ordering::Relaxed);
-    let redis = match &shard.redis {
+    let kafka = shard.shared.readiness.kafka();
+    let redis = match &shard.sessions {
         None => Ok(()),
-        Some(redis) => redis.ping().await.map_err(|err| err.to_string()),
+        Some(store) => store.ping().await.map_err(|err| err.to_string()),
     };
     match (kafka, redis) {
         (true, Ok(())) => respond(shard, stream, 200, "ready\n").await,
@@ -261,21 +217,7 @@ async fn respond_with(shard: &Rc<Shard>, mut stream: TcpStream, status: u16, con
     if status >= 400 {
         shard.metrics.reject(status);
     }
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        _ => "Service Unavailable",
-    };
-    let allow = if status == 405 { "Allow: GET\r\n" } else { "" };
-    let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n{body}",
-        body.len()
-    );
+    let response = http::response(status, content_type, body);
     let write = async {
         stream.write_all(response.as_bytes()).await?;
         stream.shutdown(std::net::Shutdown::Write).await?;

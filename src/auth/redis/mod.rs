@@ -1,4 +1,5 @@
-//! Minimal Redis client for one glommio shard: `GET`, `MGET`, `PING`.
+//! Minimal Redis client for one glommio shard: `GET`, `MGET`, `PING`; the
+//! production [`SessionStore`].
 //!
 //! The admin endpoint (SPEC §2) looks up `session:<id>` here, and the
 //! re-check (SPEC §3.4) reads it again; `/readyz` calls [`RedisClient::ping`].
@@ -40,6 +41,7 @@ use glommio::timer::Timer;
 
 use self::connection::{Connection, Failure, Slot, Waiter};
 use self::endpoint::Endpoint;
+use super::{SessionStore, StoreError, StoreFuture};
 
 mod connection;
 mod endpoint;
@@ -236,6 +238,39 @@ impl Drop for RedisClient {
         if let Some(conn) = self.conn.get_mut().take() {
             conn.close(Failure::Io(io::ErrorKind::NotConnected.into()));
         }
+    }
+}
+
+/// The Redis key of a session id.
+pub fn session_key(session_id: &str) -> String {
+    format!("session:{session_id}")
+}
+
+impl SessionStore for RedisClient {
+    fn session<'a>(&'a self, session_id: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
+        Box::pin(async move { self.get(&session_key(session_id)).await.map_err(store_error) })
+    }
+
+    fn sessions<'a>(&'a self, session_ids: &'a [&'a str]) -> StoreFuture<'a, Vec<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            let keys: Vec<String> = session_ids.iter().map(|id| session_key(id)).collect();
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            self.mget(&keys).await.map_err(store_error)
+        })
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move { RedisClient::ping(self).await.map_err(store_error) })
+    }
+}
+
+/// Redis answered `WRONGTYPE`: the key holds no session. Anything else
+/// means Redis could not give an answer (503 at the upgrade).
+fn store_error(err: RedisError) -> StoreError {
+    if err.is_wrong_type() {
+        StoreError::NotASession
+    } else {
+        StoreError::Unavailable(err.to_string())
     }
 }
 

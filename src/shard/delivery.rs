@@ -1,0 +1,132 @@
+//! Delivery: each event's pre-framed bytes queued to every matching
+//! connection, then every touched socket flushed once.
+//!
+//! Runs on the shard, from the inbox loop (`deliver`) and after anything that
+//! queues a reply (`flush_dirty`). The frame is queued by reference
+//! (`Bytes`, refcount only), and after a batch of events each touched
+//! connection is written once with a vectored, non-blocking `sendmsg`, so
+//! several events to one socket cost one syscall. A socket that would block
+//! is left to its own task; the shard never waits on one socket (SPEC §7).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::outbox::Flushed;
+use super::{Close, Conn, ConnId, Role, Shard};
+use crate::event::Dispatch;
+use crate::protocol::frame::close_code;
+
+impl Shard {
+    /// Delivers a batch of events to every matching connection of this
+    /// shard, then flushes each touched socket once.
+    pub fn deliver(&self, batch: &[Dispatch]) {
+        let mut slow = Vec::new();
+        {
+            let mut conns = self.conns.borrow_mut();
+            let index = self.index.borrow();
+            let mut dirty = self.dirty.borrow_mut();
+            let max_pending = self.config.max_pending_bytes;
+            let mut delivered = 0;
+            for event in batch {
+                let stamp = self.stamp.get() + 1;
+                self.stamp.set(stamp);
+                let recipients = index.scope_all().iter().chain(
+                    event
+                        .keys
+                        .iter()
+                        .flat_map(|(field, value)| index.subscribers(*field, value)),
+                );
+                for &id in recipients {
+                    let Some(conn) = conns.get_mut(id.key()) else { continue };
+                    if conn.stamp == stamp {
+                        continue; // at most once per event, however many keys match
+                    }
+                    conn.stamp = stamp;
+                    let frame = match conn.role {
+                        Role::Admin => &event.admin_frame,
+                        Role::Public => match &event.public_frame {
+                            Some(frame) => frame,
+                            None => continue,
+                        },
+                    };
+                    if conn.outbox.pending_bytes() + frame.len() > max_pending {
+                        slow.push(id);
+                        continue;
+                    }
+                    conn.outbox.push(frame.clone());
+                    delivered += 1;
+                    if !conn.dirty {
+                        conn.dirty = true;
+                        dirty.push(id);
+                    }
+                }
+            }
+            self.metrics.messages_delivered.add(delivered);
+            self.metrics.events_received.add(batch.len() as u64);
+        }
+        for id in slow {
+            self.metrics.slow_consumer_disconnects.inc();
+            self.request_close(id, Close::discarding(close_code::TRY_AGAIN_LATER));
+        }
+        self.flush_dirty();
+        let now = Instant::now();
+        let mut latency = self.latency.borrow_mut();
+        for event in batch {
+            let micros = now.saturating_duration_since(event.ingested_at).as_micros() as u64;
+            let _ = latency.record(micros.max(1));
+        }
+    }
+
+    /// Writes what is queued on every connection touched since the last
+    /// flush. Sockets that would block are handed to their tasks.
+    pub fn flush_dirty(&self) {
+        let mut dirty = self.dirty.borrow_mut();
+        if dirty.is_empty() {
+            return;
+        }
+        let mut conns = self.conns.borrow_mut();
+        let mut written = 0;
+        let mut failed = Vec::new();
+        for id in dirty.drain(..) {
+            let Some(conn) = conns.get_mut(id.key()) else { continue };
+            conn.dirty = false;
+            if conn.blocked || conn.close.is_some() {
+                continue;
+            }
+            let Some(stream) = conn.stream.as_ref() else { continue };
+            match conn.outbox.write_to(stream) {
+                Ok((n, Flushed::All)) => written += n,
+                Ok((n, Flushed::WouldBlock)) => {
+                    written += n;
+                    conn.blocked = true;
+                    conn.wake();
+                }
+                Err(_) => failed.push(id),
+            }
+        }
+        self.metrics.bytes_written.add(written as u64);
+        drop(conns);
+        drop(dirty);
+        for id in failed {
+            self.request_close(id, Close::abrupt(close_code::GOING_AWAY));
+        }
+    }
+
+    /// Queues a frame for one connection (replies, pings) and marks it for
+    /// the next flush.
+    pub(super) fn enqueue(&self, conn: &mut Conn, id: ConnId, frame: Bytes) {
+        conn.outbox.push(frame);
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.borrow_mut().push(id);
+        }
+    }
+
+    /// [`Shard::enqueue`] by id; nothing when the connection is gone.
+    pub(super) fn enqueue_to(&self, id: ConnId, frame: Bytes) {
+        if let Some(conn) = self.conns.borrow_mut().get_mut(id.key()) {
+            self.enqueue(conn, id, frame);
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Client input: bytes read from a socket -> WebSocket frames (RFC 6455) ->
+//! messages (SPEC §4) -> replies.
+//!
+//! Runs on the shard, called by the connection's task with bytes in the
+//! shard's scratch buffer. Whole frames are handled straight from that
+//! buffer; only a frame that arrived in pieces, or a fragmented message, is
+//! kept (in `Conn::partial`), and each byte is copied there at most once, so
+//! the work is linear in the input. Errors the client can recover from are
+//! answered (`reply_error`); violations end the connection with the codes of
+//! SPEC §4 (`Exit`).
+
+use super::limiter::Admit;
+use super::{Close, Conn, ConnId, Shard};
+use crate::protocol::frame::{self, FrameError, Kind, close_code};
+use crate::protocol::{self, ProtocolError, Reply};
+
+/// How handling input ends a connection.
+pub(super) enum Exit {
+    /// EOF or socket error: nothing more can be written.
+    PeerGone,
+    /// The client sent close with this code (echoed, RFC 6455 §5.5.1).
+    ClientClose(u16),
+    /// We close (see [`Close`]).
+    Close(Close),
+}
+
+impl Shard {
+    /// Handles bytes read from connection `id`; `Err` ends the connection.
+    pub(super) fn on_input(&self, id: ConnId, input: &mut [u8]) -> Result<(), Exit> {
+        let max = self.config.max_message_bytes;
+        let mut buffered = {
+            let mut conns = self.conns.borrow_mut();
+            let Some(conn) = conns.get_mut(id.key()) else {
+                return Ok(());
+            };
+            conn.last_seen = self.now();
+            conn.partial
+                .as_mut()
+                .map(|p| std::mem::take(&mut p.rx))
+                .unwrap_or_default()
+        };
+        let result = if buffered.is_empty() {
+            // The common case: whole frames, handled in the scratch buffer.
+            let (result, used) = self.on_frames(id, input, max);
+            buffered.extend_from_slice(&input[used..]);
+            result
+        } else {
+            buffered.extend_from_slice(input);
+            let (result, used) = self.on_frames(id, &mut buffered, max);
+            buffered.drain(..used);
+            result
+        };
+        if result.is_ok()
+            && let Some(conn) = self.conns.borrow_mut().get_mut(id.key())
+        {
+            if !buffered.is_empty() {
+                conn.partial.get_or_insert_default().rx = buffered;
+            } else if conn.partial.as_ref().is_some_and(|p| p.fragments.is_none()) {
+                conn.partial = None; // at rest again: no allocation
+            }
+        }
+        result
+    }
+
+    /// Handles every complete frame at the start of `buf`; returns how many
+    /// bytes were used.
+    fn on_frames(&self, id: ConnId, buf: &mut [u8], max: usize) -> (Result<(), Exit>, usize) {
+        let mut used = 0;
+        loop {
+            let parsed = match frame::parse(&mut buf[used..], max) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => return (Ok(()), used),
+                Err(FrameError::TooBig(_)) => return (Err(closing(close_code::TOO_BIG)), used),
+                Err(FrameError::Protocol(_)) => return (Err(closing(close_code::PROTOCOL_ERROR)), used),
+            };
+            let payload = &mut buf[used + parsed.payload.start..used + parsed.payload.end];
+            used += parsed.consumed;
+            if let Err(close) = self.on_frame(id, parsed.kind, parsed.is_final, payload, max) {
+                return (Err(close), used);
+            }
+        }
+    }
+
+    fn on_frame(&self, id: ConnId, kind: Kind, is_final: bool, payload: &mut [u8], max: usize) -> Result<(), Exit> {
+        let mut conns = self.conns.borrow_mut();
+        let Some(conn) = conns.get_mut(id.key()) else {
+            return Ok(());
+        };
+        match kind {
+            Kind::Ping => {
+                self.enqueue(conn, id, frame::pong(payload));
+                Ok(())
+            }
+            Kind::Pong => Ok(()),
+            Kind::Close => {
+                // RFC 6455 §5.5.1: answer with a close echoing the code.
+                Err(Exit::ClientClose(
+                    frame::close_code_of(payload).unwrap_or(close_code::NORMAL),
+                ))
+            }
+            Kind::Text | Kind::Binary if is_final => {
+                if conn.partial.as_ref().is_some_and(|p| p.fragments.is_some()) {
+                    return Err(closing(close_code::PROTOCOL_ERROR));
+                }
+                drop(conns);
+                self.on_message(id, kind, payload)
+            }
+            Kind::Text | Kind::Binary => {
+                let partial = conn.partial.get_or_insert_default();
+                if partial.fragments.is_some() {
+                    return Err(closing(close_code::PROTOCOL_ERROR));
+                }
+                partial.fragments = Some((kind, payload.to_vec()));
+                Ok(())
+            }
+            Kind::Continuation => {
+                let Some((first, mut message)) = conn.partial.as_mut().and_then(|p| p.fragments.take()) else {
+                    return Err(closing(close_code::PROTOCOL_ERROR));
+                };
+                if message.len() + payload.len() > max {
+                    return Err(closing(close_code::TOO_BIG));
+                }
+                message.extend_from_slice(payload);
+                if !is_final {
+                    conn.partial.get_or_insert_default().fragments = Some((first, message));
+                    return Ok(());
+                }
+                drop(conns);
+                self.on_message(id, first, &mut message)
+            }
+        }
+    }
+
+    /// One complete client message.
+    fn on_message(&self, id: ConnId, kind: Kind, payload: &mut [u8]) -> Result<(), Exit> {
+        let mut conns = self.conns.borrow_mut();
+        let Some(conn) = conns.get_mut(id.key()) else {
+            return Ok(());
+        };
+        match conn.limiter.admit(self.now(), self.config.max_client_msgs_per_sec) {
+            Admit::Yes => {}
+            Admit::DropSilently => return Ok(()),
+            Admit::Warn => {
+                let error = ProtocolError::RateLimited(self.config.max_client_msgs_per_sec);
+                self.reply_error(conn, id, &error);
+                return Ok(());
+            }
+            Admit::Close => return Err(closing(close_code::POLICY)),
+        }
+        if kind == Kind::Binary {
+            self.reply_error(conn, id, &ProtocolError::Binary);
+            return Ok(());
+        }
+        if std::str::from_utf8(payload).is_err() {
+            // RFC 6455 §8.1: text must be UTF-8.
+            return Err(closing(close_code::INVALID_PAYLOAD));
+        }
+        let reply = match protocol::parse(payload) {
+            Ok(message) => self.apply(conn, id, message),
+            Err(error) => Err(error),
+        };
+        match reply {
+            Ok(frame) => self.enqueue(conn, id, frame),
+            Err(error) => self.reply_error(conn, id, &error),
+        }
+        Ok(())
+    }
+
+    fn reply_error(&self, conn: &mut Conn, id: ConnId, error: &ProtocolError) {
+        self.metrics.client_errors.inc();
+        self.enqueue(conn, id, frame::text(&Reply::Error(error).encode()));
+    }
+}
+
+/// A close for a client that broke a rule: it still gets what was queued.
+fn closing(code: u16) -> Exit {
+    Exit::Close(Close::graceful(code))
+}

@@ -29,6 +29,8 @@ export interface ConnectOptions {
   WebSocket?: new (url: string) => WebSocket;
   /** Reconnect delays: uniform in [0, min(capMs, baseMs * 2^attempt)). */
   backoff?: Partial<BackoffSchedule>;
+  /** A socket without the server's `connected` message this long after opening is dropped and retried, ms. Default 10000. */
+  connectTimeoutMs?: number;
   /** App-level ping period, ms; 0 turns it off. Default 30000. */
   pingIntervalMs?: number;
   /** No message within this long after a ping drops the socket and reconnects, ms. Default 10000. */

@@ -61,6 +61,7 @@ export class FanoutClient {
   #url;
   #WebSocket;
   #schedule;
+  #connectTimeoutMs;
   #pingIntervalMs;
   #pongTimeoutMs;
   #subscriptions = new Subscriptions();
@@ -75,7 +76,7 @@ export class FanoutClient {
   /** When the last open connection was lost (ms since epoch); null if none was. */
   #lostAt = null;
   #openedAt = 0;
-  #timers = { retry: null, ping: null, pong: null, resync: null };
+  #timers = { retry: null, connect: null, ping: null, pong: null, resync: null };
 
   /**
    * @param {string} url
@@ -88,6 +89,7 @@ export class FanoutClient {
       throw new TypeError('no WebSocket here: pass options.WebSocket (in Node, e.g. `import { WebSocket } from "ws"`)');
     }
     this.#schedule = { ...BACKOFF_DEFAULTS, ...options.backoff };
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#pingIntervalMs = options.pingIntervalMs ?? 30_000;
     this.#pongTimeoutMs = options.pongTimeoutMs ?? 10_000;
     // Let the caller attach handlers before the first state event.
@@ -197,6 +199,12 @@ export class FanoutClient {
       return;
     }
     this.#socket = socket;
+    // A server that accepts TCP but never answers (overloaded, frozen) would
+    // leave the socket connecting for minutes.
+    this.#timers.connect = setTimeout(
+      () => this.#abandon(`no connected message within ${this.#connectTimeoutMs} ms`),
+      this.#connectTimeoutMs,
+    );
     socket.onopen = () => this.#startPinging();
     socket.onmessage = (event) => this.#receive(event.data);
     socket.onclose = (event) => this.#lost(event.code, event.reason);
@@ -212,8 +220,10 @@ export class FanoutClient {
     }
     // Any message proves the link is alive.
     clearTimeout(this.#timers.pong);
+    this.#timers.pong = null;
     switch (message.type) {
       case 'connected':
+        clearTimeout(this.#timers.connect);
         this.#clientId = message.clientId ?? null;
         this.#role = message.role ?? 'public';
         break;
@@ -234,7 +244,8 @@ export class FanoutClient {
     }
     this.#emit(message.type, message);
     this.#emit('message', message);
-    if (this.#clientId !== null) this.#sync();
+    // Replies may move the subscriptions on; events never do.
+    if (['connected', 'subscribed', 'unsubscribed', 'error'].includes(message.type)) this.#sync();
   }
 
   /** Sends the next subscription change, and reports `open` once none is left. */
@@ -262,23 +273,34 @@ export class FanoutClient {
     this.#timers.ping = setInterval(() => {
       if (this.#socket?.readyState !== OPEN) return;
       this.#socket.send('{"type":"ping"}');
-      clearTimeout(this.#timers.pong);
-      this.#timers.pong = setTimeout(() => {
-        // A half-open link (sleeping laptop, dropped NAT entry) can look
-        // open for minutes; give up on this socket and reconnect.
-        const socket = this.#detach();
-        socket?.close(4000, 'no pong');
-        this.#lost(1006, `no reply within ${this.#pongTimeoutMs} ms of a ping`);
-      }, this.#pongTimeoutMs);
+      // The deadline runs from the first unanswered ping; later pings do
+      // not push it back. A half-open link (sleeping laptop, dropped NAT
+      // entry) can look open for minutes.
+      this.#timers.pong ??= setTimeout(
+        () => this.#abandon(`no reply within ${this.#pongTimeoutMs} ms of a ping`),
+        this.#pongTimeoutMs,
+      );
     }, this.#pingIntervalMs);
+  }
+
+  /** Gives up on the current socket as if the link were lost (1006): retry. */
+  #abandon(reason) {
+    const socket = this.#detach();
+    // Node's `ws` has terminate(): drop the TCP connection now rather than
+    // wait for a close handshake the silent peer will not answer.
+    if (typeof socket?.terminate === 'function') socket.terminate();
+    else socket?.close();
+    this.#lost(1006, reason);
   }
 
   /** Stops listening to the current socket; returns it. */
   #detach() {
     const socket = this.#socket;
     this.#socket = null;
+    clearTimeout(this.#timers.connect);
     clearInterval(this.#timers.ping);
     clearTimeout(this.#timers.pong);
+    this.#timers.pong = null;
     clearTimeout(this.#timers.resync);
     if (socket) {
       socket.onopen = socket.onmessage = socket.onclose = null;

@@ -174,6 +174,16 @@ export class Engine {
     await exited;
   }
 
+  /** SIGSTOP: the process keeps its sockets but answers nothing, like a hung host. */
+  freeze() {
+    this.#child.kill('SIGSTOP');
+  }
+
+  /** SIGCONT after `freeze`. */
+  thaw() {
+    this.#child.kill('SIGCONT');
+  }
+
   /** Starts a stopped engine again on the same port (a new embedded broker and producer). */
   async startAgain() {
     await this.#spawn(this.port);

@@ -121,3 +121,13 @@ test('close() stops for good and says so', async () => {
   await new Promise((resolve) => setTimeout(resolve, 300));
   assert.equal(seen.all('reconnecting').length, 0);
 });
+
+test('without a WebSocket constructor the client says what to pass', () => {
+  const saved = globalThis.WebSocket;
+  globalThis.WebSocket = undefined; // as in Node 20 without --experimental-websocket
+  try {
+    assert.throws(() => connect(engine.url()), /pass options\.WebSocket/);
+  } finally {
+    globalThis.WebSocket = saved;
+  }
+});

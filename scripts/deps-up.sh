@@ -7,6 +7,13 @@
 # call it every time.
 #
 #   redis-server, redis-tools  Debian packages, for the Redis session tests.
+#   chromium, fonts-dejavu-core
+#                              Debian packages, for the browser test of the
+#                              demo page (client/test/browser/), driven by
+#                              playwright-core at /usr/bin/chromium.
+#   client/node_modules        `npm ci` in client/ (the JS client's dev
+#                              dependencies: ws, kafkajs, playwright-core),
+#                              redone only when package-lock.json changes.
 #   tansu 0.6 (Kafka protocol) built once with cargo into
 #                              $HOME/.cache/fanout/tansu (about 11 min on
 #                              2 cores), outside the clone so fresh clones
@@ -50,6 +57,32 @@ if command -v redis-server >/dev/null 2>&1; then
 else
     apt_install redis-server redis-tools
     echo "deps-up: installed $(redis-server --version | cut -d' ' -f1-3)"
+fi
+
+# Chromium: the real browser of the demo page's test. Debian's build, because
+# test tools cannot download their own browser here; DejaVu so the page's text
+# renders in the screenshot on a machine without fonts.
+if command -v chromium >/dev/null 2>&1 && [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+    echo "deps-up: chromium present ($(command -v chromium)), skipped"
+else
+    apt_install chromium fonts-dejavu-core
+    echo "deps-up: installed $(chromium --version 2>/dev/null || echo chromium)"
+fi
+
+# The JS client's dev dependencies, exactly as locked. A stamp of the lock
+# file's hash in node_modules/ makes this a no-op until the lock changes.
+if ! command -v npm >/dev/null 2>&1; then
+    echo "deps-up: npm not on PATH; install Node.js >= 20 first" >&2
+    exit 1
+fi
+lock_sum=$(sha256sum client/package-lock.json | cut -d' ' -f1)
+stamp=client/node_modules/.fanout-lock-sha256
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$lock_sum" ]; then
+    echo "deps-up: client/node_modules matches package-lock.json, skipped"
+else
+    echo "deps-up: npm ci in client/"
+    (cd client && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock_sum" >"$stamp"
 fi
 
 # tansu: the Kafka-protocol broker the integration tests start. Rebuilt only

@@ -2,13 +2,19 @@
 # Usage: scripts/test.sh [extra cargo test args...]
 #
 # The project's test command: installs the test dependencies
-# (scripts/deps-up.sh: redis-server, the tansu broker), raises the limits the
-# engine needs, then runs `cargo test --workspace --all-targets "$@"`. The
-# tests start their own redis-server and tansu processes on free loopback
+# (scripts/deps-up.sh: redis-server, the tansu broker, Chromium, the JS
+# client's node_modules), raises the limits the engine needs, then runs
+# `cargo test --workspace --all-targets "$@"` and, after it, the JS client's
+# suites against the debug build of fanout: `npm test` (node --test, client/)
+# and `npm run test:browser` (the demo page in headless Chromium). The tests
+# start their own fanout, redis-server and tansu processes on free loopback
 # ports and stop them. Exits non-zero if any step fails.
 #
+# With arguments, only cargo runs (they are cargo's); FANOUT_SKIP_JS=1 skips
+# the JS suites too. The JS suites alone: `cd client && npm test`.
+#
 #   scripts/test.sh                      # everything
-#   scripts/test.sh --test fanout        # one integration test file
+#   scripts/test.sh --test fanout        # one integration test file, no JS
 #   scripts/test.sh -- --nocapture       # args after -- go to the test binaries
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,4 +55,21 @@ if [ "$files" != unlimited ] && [ "$files" -lt "$want_files" ]; then
 fi
 
 echo "test.sh: ulimit -l $(ulimit -l) KiB, ulimit -n $(ulimit -n)"
-exec cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets "$@"
+
+if [ $# -gt 0 ] || [ "${FANOUT_SKIP_JS:-}" = 1 ]; then
+    echo "test.sh: JS client suites skipped (arguments given or FANOUT_SKIP_JS=1)"
+    exit 0
+fi
+
+# The JS tests spawn target/debug/fanout; cargo test built it for the
+# integration tests, this only makes sure.
+cargo build -p fanout
+js_suite() {
+    local start
+    start=$(date +%s)
+    (cd client && npm run --silent "$1")
+    echo "test.sh: client npm run $1: ok in $(( $(date +%s) - start )) s"
+}
+js_suite test
+js_suite test:browser

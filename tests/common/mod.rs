@@ -3,13 +3,26 @@
 //! [`TestEngine`] starts fanout in process on `127.0.0.1:0` with the embedded
 //! broker (librdkafka's mock cluster) or a given one, and produces records
 //! with a real rdkafka producer. [`Client`] is a tungstenite client over a
-//! real socket.
+//! real socket; [`raw`] speaks the upgrade and frames by hand for clients
+//! that misbehave on purpose.
+//!
+//! "Nothing arrives" is never judged by waiting: a test produces a sentinel
+//! event after the records that must not reach a client
+//! ([`TestEngine::produce_sentinel`]), and asserts the sentinel is the next
+//! thing the client gets ([`Client::expect_sentinel`]). The sentinel is
+//! produced only once the engine has consumed every record produced before
+//! it, and the ingest thread hands events to each shard's inbox in the order
+//! it consumed them, so anything those records made for the client would be
+//! queued to its socket before the sentinel.
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod binary;
+pub mod raw;
 pub mod redis_server;
 pub mod tansu;
 
+use std::cell::Cell;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -18,9 +31,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use fanout::ingest::embedded::EmbeddedBroker;
 use fanout::{Cli, Config, Engine};
 use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use serde_json::{Value, json};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::CloseFrame;
@@ -29,12 +43,18 @@ use tungstenite::{Message, WebSocket};
 /// How long a test waits for something that should happen.
 pub const PATIENCE: Duration = Duration::from_secs(5);
 
+/// The `course_id` of sentinel events; a client sees them after
+/// [`Client::watch_sentinel`] (or with scope all).
+pub const SENTINEL_COURSE: &str = "SENTINEL";
+
 /// A running engine and a producer into its broker.
 pub struct TestEngine {
     engine: Option<Engine>,
     pub addr: SocketAddr,
     pub bootstrap: String,
-    producer: BaseProducer,
+    producer: Producer,
+    /// Sentinels produced so far; each carries its number.
+    sentinels: Cell<u32>,
 }
 
 impl TestEngine {
@@ -64,17 +84,13 @@ impl TestEngine {
         let engine = Engine::start(config).expect("engine starts");
         let addr = engine.local_addr();
         let bootstrap = engine.kafka_bootstrap().to_string();
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("linger.ms", "0")
-            .set("socket.nagle.disable", "true")
-            .create()
-            .expect("producer");
+        let producer = Producer::new(&bootstrap);
         let test = TestEngine {
             engine: Some(engine),
             addr,
             bootstrap,
             producer,
+            sentinels: Cell::new(0),
         };
         test.wait_ready();
         test
@@ -98,60 +114,53 @@ impl TestEngine {
 
     /// Produces one record and waits until the broker has it.
     pub fn produce(&self, topic: &str, value: &str) {
-        self.produce_keyed(topic, None, value.as_bytes());
+        self.producer.produce_keyed(topic, None, value.as_bytes());
     }
 
     /// Produces a JSON value.
     pub fn produce_json(&self, topic: &str, value: &Value) {
-        self.produce(topic, &value.to_string());
+        self.producer.produce_json(topic, value);
     }
 
     /// Produces raw bytes with an optional key.
     pub fn produce_keyed(&self, topic: &str, key: Option<&str>, value: &[u8]) {
-        let mut record = BaseRecord::<str, [u8]>::to(topic).payload(value);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        self.producer
-            .send(record)
-            .map_err(|(err, _)| err)
-            .expect("enqueue record");
-        // `flush` polls in 100 ms steps; poll finely to see the ack promptly.
-        let deadline = Instant::now() + PATIENCE;
-        while self.producer.in_flight_count() > 0 {
-            assert!(Instant::now() < deadline, "broker never acknowledged the record");
-            self.producer.poll(Duration::from_millis(1));
-        }
+        self.producer.produce_keyed(topic, key, value);
+    }
+
+    /// Produces a JSON value into one partition.
+    pub fn produce_to_partition(&self, topic: &str, partition: i32, value: &Value) {
+        self.producer.produce_to_partition(topic, partition, value);
+    }
+
+    /// Waits until the engine has consumed at least as many records as were
+    /// produced through this handle: each of them is then in every shard's
+    /// inbox or was skipped. (Only for records of topics the engine
+    /// consumes, with no other consumer in its group.)
+    pub fn wait_consumed(&self) {
+        let produced = self.producer.count() as f64;
+        self.wait_metric("fanout_events_consumed_total", |consumed| consumed >= produced);
+    }
+
+    /// Produces the next sentinel (a `booking.created` for
+    /// [`SENTINEL_COURSE`]) once everything produced before it has been
+    /// consumed, and returns its number for [`Client::expect_sentinel`].
+    pub fn produce_sentinel(&self) -> u32 {
+        self.wait_consumed();
+        let number = self.sentinels.get() + 1;
+        self.sentinels.set(number);
+        self.produce_json("booking.created", &booking(SENTINEL_COURSE, number));
+        number
     }
 
     /// A public client on `/ws/availability`, past its `connected` message.
     pub fn public_client(&self) -> Client {
-        let mut client = self.connect("/ws/availability", &[]).expect("upgrade succeeds");
-        let hello = client.recv_json();
-        assert_eq!(hello["type"], "connected", "{hello}");
-        client
+        public_client_at(self.addr)
     }
 
     /// Opens a WebSocket to `path` with extra headers; `Err(status)` when the
     /// server refuses the upgrade.
     pub fn connect(&self, path: &str, headers: &[(&str, &str)]) -> Result<Client, u16> {
-        let url = format!("ws://{}{}", self.addr, path);
-        let mut request = url.into_client_request().expect("valid url");
-        for (name, value) in headers {
-            request.headers_mut().insert(
-                tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
-                value.parse().expect("header value"),
-            );
-        }
-        let stream = TcpStream::connect(self.addr).expect("tcp connect");
-        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-        match tungstenite::client(request, stream) {
-            Ok((ws, _)) => Ok(Client { ws }),
-            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
-                Err(response.status().as_u16())
-            }
-            Err(err) => panic!("handshake failed unexpectedly: {err}"),
-        }
+        connect(self.addr, path, headers)
     }
 
     /// A plain HTTP GET: (status, body).
@@ -174,15 +183,7 @@ impl TestEngine {
 
     /// Waits until `metric(name)` satisfies `check`.
     pub fn wait_metric(&self, name: &str, check: impl Fn(f64) -> bool) -> f64 {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let value = self.metric(name);
-            if check(value) {
-                return value;
-            }
-            assert!(Instant::now() < deadline, "metric {name} stuck at {value}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_metric_at(self.addr, name, check, String::new)
     }
 
     /// Stops the engine gracefully (SPEC §10).
@@ -198,6 +199,135 @@ impl Drop for TestEngine {
         if let Some(engine) = self.engine.take() {
             let _ = engine.shutdown();
         }
+    }
+}
+
+/// A real rdkafka producer that waits for each record's acknowledgement.
+pub struct Producer {
+    producer: BaseProducer,
+    /// Records acknowledged so far.
+    count: Cell<u64>,
+}
+
+impl Producer {
+    /// A producer into the broker at `bootstrap`, tuned to send at once.
+    pub fn new(bootstrap: &str) -> Producer {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("linger.ms", "0")
+            .set("socket.nagle.disable", "true")
+            .create()
+            .expect("producer");
+        Producer {
+            producer,
+            count: Cell::new(0),
+        }
+    }
+
+    /// Produces a JSON value.
+    pub fn produce_json(&self, topic: &str, value: &Value) {
+        self.produce_keyed(topic, None, value.to_string().as_bytes());
+    }
+
+    /// Produces raw bytes with an optional key.
+    pub fn produce_keyed(&self, topic: &str, key: Option<&str>, value: &[u8]) {
+        let mut record = BaseRecord::<str, [u8]>::to(topic).payload(value);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.send(record);
+    }
+
+    /// Produces a JSON value into one partition.
+    pub fn produce_to_partition(&self, topic: &str, partition: i32, value: &Value) {
+        let value = value.to_string();
+        self.send(
+            BaseRecord::<str, [u8]>::to(topic)
+                .partition(partition)
+                .payload(value.as_bytes()),
+        );
+    }
+
+    /// Records produced (and acknowledged) so far.
+    pub fn count(&self) -> u64 {
+        self.count.get()
+    }
+
+    /// Sends one record and waits until the broker has it.
+    fn send(&self, record: BaseRecord<'_, str, [u8]>) {
+        self.producer
+            .send(record)
+            .map_err(|(err, _)| err)
+            .expect("enqueue record");
+        // `flush` polls in 100 ms steps; poll finely to see the ack promptly.
+        let deadline = Instant::now() + PATIENCE;
+        while self.producer.in_flight_count() > 0 {
+            assert!(Instant::now() < deadline, "broker never acknowledged the record");
+            self.producer.poll(Duration::from_millis(1));
+        }
+        self.count.set(self.count.get() + 1);
+    }
+}
+
+/// A public client of the engine at `addr`, past its `connected` message.
+pub fn public_client_at(addr: SocketAddr) -> Client {
+    let mut client = connect(addr, "/ws/availability", &[]).expect("upgrade succeeds");
+    let hello = client.recv_json();
+    assert_eq!(hello["type"], "connected", "{hello}");
+    client
+}
+
+/// Opens a WebSocket to `path` of the engine at `addr` with extra headers;
+/// `Err(status)` when the server refuses the upgrade.
+pub fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Client, u16> {
+    let url = format!("ws://{addr}{path}");
+    let mut request = url.into_client_request().expect("valid url");
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            value.parse().expect("header value"),
+        );
+    }
+    let stream = TcpStream::connect(addr).expect("tcp connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    match tungstenite::client(request, stream) {
+        Ok((ws, _)) => Ok(Client { ws }),
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            Err(response.status().as_u16())
+        }
+        Err(err) => panic!("handshake failed unexpectedly (no answer within {PATIENCE:?}?): {err}"),
+    }
+}
+
+/// A broker of the test's own with `partitions` partitions of
+/// `booking.created` (it outlives the engines started on it), and the engine
+/// flags for consumer group `group` plus `extra`.
+pub fn own_broker(partitions: i32, group: &'static str, extra: &[&'static str]) -> (EmbeddedBroker, Vec<&'static str>) {
+    let broker = EmbeddedBroker::start(&["booking.created".to_string()], partitions).expect("broker");
+    let mut args = vec!["--topics", "booking.created", "--kafka-group-id", group];
+    // The mock broker sits out fetch.wait.max.ms (see src/ingest/kafka.rs).
+    args.extend(["--kafka-opt", "fetch.wait.max.ms=1"]);
+    args.extend_from_slice(extra);
+    (broker, args)
+}
+
+/// Waits until metric `name` of the engine at `addr` satisfies `check`;
+/// on failure, shows every metric and then `context()`.
+pub fn wait_metric_at(addr: SocketAddr, name: &str, check: impl Fn(f64) -> bool, context: impl Fn() -> String) -> f64 {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (status, text) = http_request(addr, "GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n");
+        assert_eq!(status, 200, "GET /metrics");
+        let value = metric_value(&text, name);
+        if check(value) {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metric {name} stuck at {value}; every metric:\n{text}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -292,11 +422,52 @@ impl Client {
         }
     }
 
-    /// Asserts nothing arrives for `wait`.
-    pub fn expect_silence(&mut self, wait: Duration) {
-        match self.recv_within(wait) {
-            Received::Nothing => {}
-            other => panic!("expected silence, got {other:?}"),
+    /// Subscribes to [`SENTINEL_COURSE`], so sentinels reach this client.
+    pub fn watch_sentinel(&mut self) {
+        self.send_json(json!({"type": "subscribe", "filters": {"course_id": SENTINEL_COURSE}}));
+        let reply = self.recv_json();
+        assert_eq!(reply["type"], "subscribed", "{reply}");
+    }
+
+    /// Every message before sentinel `number`, which must come next after
+    /// them (see [`TestEngine::produce_sentinel`]).
+    pub fn recv_until_sentinel(&mut self, number: u32) -> Vec<Value> {
+        let mut before = Vec::new();
+        loop {
+            let message = self.recv_json();
+            // Public shape (availability.updated) or admin shape (booking).
+            let course = message.get("course_id").or_else(|| message["booking"].get("course_id"));
+            if course.and_then(Value::as_str) != Some(SENTINEL_COURSE) {
+                before.push(message);
+                continue;
+            }
+            let slots = message
+                .get("slots_remaining")
+                .or_else(|| message["booking"].get("slots_remaining"));
+            assert_eq!(
+                slots.and_then(Value::as_u64),
+                Some(u64::from(number)),
+                "sentinels arrive in order: {message}"
+            );
+            return before;
+        }
+    }
+
+    /// Asserts sentinel `number` is the next message: nothing produced
+    /// before it reached this client.
+    pub fn expect_sentinel(&mut self, number: u32) {
+        let before = self.recv_until_sentinel(number);
+        assert!(before.is_empty(), "arrived before sentinel {number}: {before:?}");
+    }
+
+    /// Reads the server's next Ping and answers it at once; fails on a
+    /// message, a close or [`PATIENCE`] without one.
+    pub fn expect_ping(&mut self) {
+        self.ws.get_ref().set_read_timeout(Some(PATIENCE)).expect("timeout");
+        match self.ws.read() {
+            // tungstenite queued the Pong; flush sends it now.
+            Ok(Message::Ping(_)) => self.ws.flush().expect("send pong"),
+            other => panic!("expected a ping, got {other:?}"),
         }
     }
 

@@ -86,10 +86,18 @@ else
 fi
 
 # tansu: the Kafka-protocol broker the integration tests start. Rebuilt only
-# when the cached binary is missing or is not the pinned version.
+# when the cached binary is missing or is not the pinned version. A lock
+# makes a second deps-up (another clone, a parallel CI job) wait for the
+# build under way instead of starting its own.
 tansu_version_of() {
     "$TANSU_BIN" --version 2>/dev/null || true
 }
+mkdir -p "$(dirname "$TANSU_ROOT")"
+exec 9>"$(dirname "$TANSU_ROOT")/tansu.lock"
+if ! flock -n 9; then
+    echo "deps-up: another deps-up is building tansu; waiting for it"
+    flock 9
+fi
 if [ -x "$TANSU_BIN" ] && [ "$(tansu_version_of)" = "tansu $TANSU_VERSION" ]; then
     echo "deps-up: tansu $TANSU_VERSION present ($TANSU_BIN), skipped"
 else

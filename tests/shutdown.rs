@@ -65,10 +65,18 @@ fn sigterm_closes_clients_with_1001_and_exits_zero() {
 }
 
 /// A `booking.created` broker of the test's own (it outlives the engines
-/// started on it) and the engine flags for consumer group `group`.
+/// started on it) and the engine flags for consumer group `group` (one
+/// instance id, so a restarted engine resumes from the same positions).
 fn own_broker(partitions: i32, group: &'static str, extra: &[&'static str]) -> (EmbeddedBroker, Vec<&'static str>) {
     let broker = EmbeddedBroker::start(&["booking.created".to_string()], partitions).expect("broker");
-    let mut args = vec!["--topics", "booking.created", "--kafka-group-id", group];
+    let mut args = vec![
+        "--topics",
+        "booking.created",
+        "--kafka-group-id",
+        group,
+        "--instance-id",
+        "restarted",
+    ];
     // The mock broker sits out fetch.wait.max.ms (see src/ingest/kafka.rs).
     args.extend(["--kafka-opt", "fetch.wait.max.ms=1"]);
     args.extend_from_slice(extra);

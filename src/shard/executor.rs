@@ -69,16 +69,17 @@ const MEMLOCK_ADVICE: &str = "raise the memlock limit: `ulimit -l unlimited` in 
 /// A shard that could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ShardStartError {
-    /// Locked memory for io_uring is below what glommio needs.
+    /// Locked memory for io_uring is below what glommio needs, even after
+    /// raising the soft limit to the hard one.
     #[error(
-        "shard {shard} cannot start: the memlock limit is {limit_kib} KiB, glommio needs at least {need_kib} KiB per shard; {MEMLOCK_ADVICE}"
+        "shards cannot start: glommio needs at least {need_kib} KiB of locked memory per shard, the memlock limit is {soft_kib} KiB (hard limit {hard_kib} KiB); {MEMLOCK_ADVICE}"
     )]
     MemLock {
-        /// The shard.
-        shard: u16,
-        /// The soft limit in force.
-        limit_kib: u64,
-        /// What glommio needs.
+        /// The soft limit in force, KiB.
+        soft_kib: u64,
+        /// The hard limit, KiB.
+        hard_kib: u64,
+        /// What glommio needs, KiB.
         need_kib: u64,
     },
     /// Anything else the executor reported (io_uring missing, a core that
@@ -110,17 +111,7 @@ pub struct MemlockLimit {
 /// (Each executor's io_uring locks about `IO_MEMORY_BYTES` more, counted per
 /// user by older kernels; glommio checks only the minimum.)
 pub fn raise_memlock_limit() -> Result<MemlockLimit, ShardStartError> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
-        return Err(ShardStartError::Failed {
-            shard: 0,
-            reason: format!("reading the memlock limit: {}", std::io::Error::last_os_error()),
-        });
-    }
+    let mut limit = memlock_limit();
     let was = limit.rlim_cur;
     if limit.rlim_cur < limit.rlim_max {
         let raised = libc::rlimit {
@@ -134,17 +125,33 @@ pub fn raise_memlock_limit() -> Result<MemlockLimit, ShardStartError> {
     }
     let (soft, hard) = (bytes_of(limit.rlim_cur), bytes_of(limit.rlim_max));
     if soft < MIN_MEMLOCK_BYTES {
-        return Err(ShardStartError::MemLock {
-            shard: 0,
-            limit_kib: soft / 1024,
-            need_kib: MIN_MEMLOCK_BYTES / 1024,
-        });
+        return Err(memlock_error(MIN_MEMLOCK_BYTES));
     }
     Ok(MemlockLimit {
         soft,
         hard,
         was: bytes_of(was),
     })
+}
+
+fn memlock_limit() -> libc::rlimit {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given; on failure it stays
+    // zero, which reads as "too low" and names the limit.
+    unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
+    limit
+}
+
+fn memlock_error(need_bytes: u64) -> ShardStartError {
+    let limit = memlock_limit();
+    ShardStartError::MemLock {
+        soft_kib: bytes_of(limit.rlim_cur) / 1024,
+        hard_kib: bytes_of(limit.rlim_max) / 1024,
+        need_kib: need_bytes / 1024,
+    }
 }
 
 fn bytes_of(limit: libc::rlim_t) -> u64 {
@@ -222,11 +229,7 @@ pub fn spawn(start: ShardStart, gate: Arc<StartGate>) -> Result<ExecutorJoinHand
 
 fn start_error(shard: u16, err: GlommioError<()>) -> ShardStartError {
     match err {
-        GlommioError::ReactorError(ReactorErrorKind::MemLockLimit(limit, need)) => ShardStartError::MemLock {
-            shard,
-            limit_kib: limit / 1024,
-            need_kib: need / 1024,
-        },
+        GlommioError::ReactorError(ReactorErrorKind::MemLockLimit(_, need)) => memlock_error(need),
         other => ShardStartError::Failed {
             shard,
             reason: other.to_string(),

@@ -7,6 +7,9 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod haproxy;
+pub mod process;
+pub mod producer;
 pub mod redis_server;
 pub mod tansu;
 
@@ -43,8 +46,16 @@ impl TestEngine {
         Self::start_on("embedded", args)
     }
 
-    /// Engine consuming from `brokers`, with `args` added to the defaults.
+    /// Engine consuming from `brokers`, with `args` added to the defaults;
+    /// returns once `/readyz` answers 200.
     pub fn start_on(brokers: &str, args: &[&str]) -> TestEngine {
+        let test = Self::start_unready(brokers, args);
+        test.wait_ready();
+        test
+    }
+
+    /// Like [`TestEngine::start_on`], without waiting for readiness.
+    pub fn start_unready(brokers: &str, args: &[&str]) -> TestEngine {
         let mut argv = vec![
             "fanout",
             "--no-pin",
@@ -70,14 +81,12 @@ impl TestEngine {
             .set("socket.nagle.disable", "true")
             .create()
             .expect("producer");
-        let test = TestEngine {
+        TestEngine {
             engine: Some(engine),
             addr,
             bootstrap,
             producer,
-        };
-        test.wait_ready();
-        test
+        }
     }
 
     /// Waits until `/readyz` answers 200.

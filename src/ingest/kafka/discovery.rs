@@ -14,7 +14,7 @@
 //!
 //! It shares the consumer with the ingest thread, which polls it; every call
 //! made here (metadata, offset queries, assignment) is thread-safe in
-//! librdkafka and answered on a queue of its own. Its calls block for at
+//! librdkafka and answered on a queue of its own. Its calls block it for at
 //! most [`REQUEST_TIMEOUT`], never the ingest thread.
 
 use std::sync::Arc;
@@ -33,8 +33,12 @@ use super::topology::{NewPartition, Plan, Seen, StartFrom, Topology};
 use crate::metrics::IngestMetrics;
 use crate::readiness::Readiness;
 
-/// Longest one broker request of this thread may take.
+/// Longest an offset request of this thread may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest a metadata request may take: a reachable broker answers in
+/// milliseconds, and while none is, `/readyz` should say so soon.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Interval between lookups while not ready (capped by the refresh
 /// interval), so a broker or topic that appears is picked up soon.
@@ -130,7 +134,7 @@ impl Discovery {
     fn look_up_all(&self) -> Vec<Seen> {
         let mut seen = Vec::with_capacity(self.topics.len());
         for topic in &self.topics {
-            match self.consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT) {
+            match self.consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT) {
                 Ok(metadata) => seen.push(Self::partitions_of(topic, &metadata)),
                 Err(err) => {
                     let err = err.to_string();

@@ -66,6 +66,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const MEMLOCK_ADVICE: &str = "raise the memlock limit: `ulimit -l unlimited` in the shell that starts fanout, \
      `LimitMEMLOCK=infinity` in its systemd unit, or `--ulimit memlock=-1` on `docker run`/`podman run`";
 
+/// What to do when io_uring is refused.
+const IO_URING_ADVICE: &str = "io_uring is unavailable: fanout needs Linux >= 5.8 with io_uring enabled \
+     (sysctl kernel.io_uring_disabled=0) and, in a container, a seccomp profile that allows \
+     io_uring_setup, io_uring_enter and io_uring_register (Docker >= 25 and containerd 2 block them by default; \
+     see deploy/Containerfile)";
+
 /// A shard that could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ShardStartError {
@@ -230,6 +236,12 @@ pub fn spawn(start: ShardStart, gate: Arc<StartGate>) -> Result<ExecutorJoinHand
 fn start_error(shard: u16, err: GlommioError<()>) -> ShardStartError {
     match err {
         GlommioError::ReactorError(ReactorErrorKind::MemLockLimit(_, need)) => memlock_error(need),
+        GlommioError::IoError(err) if matches!(err.raw_os_error(), Some(libc::EPERM | libc::ENOSYS)) => {
+            ShardStartError::Failed {
+                shard,
+                reason: format!("{err}; {IO_URING_ADVICE}"),
+            }
+        }
         other => ShardStartError::Failed {
             shard,
             reason: other.to_string(),

@@ -62,11 +62,13 @@ fn a_missing_topic_is_reported_and_read_from_its_beginning_once_created() {
     // Created, and written to at once: the instance finds it on a later
     // lookup and reads it from offset 0, so nothing is lost in between.
     broker.create_topic("booking.cancelled", 3);
-    let assigned_before = test.metric("fanout_kafka_partitions_assigned");
     for partition in 0..3 {
         producer.send("booking.cancelled", partition, &booking("C1", 10 + partition as u32));
     }
-    eprintln!("partitions assigned when the new topic was written: {assigned_before} (2: before it was picked up)");
+    // Usually still 2 here: all written before the topic was picked up
+    // (else the test shows less, but cannot fail for it).
+    let assigned = test.metric("fanout_kafka_partitions_assigned");
+    eprintln!("partitions assigned once the new topic was written: {assigned}");
     let got: BTreeSet<u64> = (0..3)
         .map(|_| client.recv_json()["slots_remaining"].as_u64().expect("slots"))
         .collect();

@@ -120,9 +120,10 @@ async fn upgrade(shard: &Rc<Shard>, mut stream: TcpStream) -> Option<Upgraded> {
             }
         },
     };
-    // Shutdown may have begun while Redis answered; the shard's 1001s may
-    // be out already. Nothing is registered after the flag is seen (this
-    // check and `register` run without an await between them).
+    // Shutdown may have begun while Redis answered, and this shard's 1001s
+    // may be out already. The flag is set before any shard closes its
+    // clients, and nothing awaits between this check and `register`: a
+    // connection registered here is still closed with the others.
     if shared.shutting_down.load(Ordering::Relaxed) {
         shared.connection_count.fetch_sub(1, Ordering::Relaxed);
         return answer(shard, stream, 503, "shutting down\n").await;

@@ -170,11 +170,14 @@ impl Discovery {
             for (topic, partition) in &plan.remove {
                 gone.add_partition(topic, *partition);
             }
-            self.consumer.incremental_unassign(&gone)?;
-            tracing::warn!(
-                partitions = plan.remove.len(),
-                "kafka: topic gone, its partitions unassigned"
-            );
+            // Not fatal: a partition that is not assigned is what we want.
+            match self.consumer.incremental_unassign(&gone) {
+                Ok(()) => tracing::warn!(
+                    partitions = plan.remove.len(),
+                    "kafka: topic gone, its partitions unassigned"
+                ),
+                Err(err) => tracing::warn!(error = %err, "kafka: topic gone, unassigning its partitions failed"),
+            }
         }
         if plan.add.is_empty() {
             return Ok(());

@@ -81,11 +81,6 @@ impl Topology {
         }
     }
 
-    /// The configured topics, in the order `plan` and `apply` take answers.
-    pub fn topics(&self) -> impl Iterator<Item = &str> {
-        self.topics.iter().map(|(topic, _)| topic.as_str())
-    }
-
     /// What `seen` (one answer per topic, in order) asks to change.
     pub fn plan(&self, seen: &[Seen]) -> Plan {
         let mut plan = Plan::default();

@@ -14,6 +14,8 @@
 #   client/node_modules        `npm ci` in client/ (the JS client's dev
 #                              dependencies: ws, kafkajs, playwright-core),
 #                              redone only when package-lock.json changes.
+#   haproxy                    Debian package, the load balancer in front of
+#                              two instances in tests/scale_out.rs.
 #   tansu 0.6 (Kafka protocol) built once with cargo into
 #                              $HOME/.cache/fanout/tansu (about 11 min on
 #                              2 cores), outside the clone so fresh clones
@@ -83,6 +85,17 @@ else
     echo "deps-up: npm ci in client/"
     (cd client && npm ci --no-audit --no-fund --loglevel=error)
     echo "$lock_sum" >"$stamp"
+fi
+
+# HAProxy: tests/scale_out.rs runs deploy/haproxy.cfg in front of two
+# instances (the test starts its own haproxy process; on a systemd machine
+# the package also enables its service, with Debian's stock config, which
+# listens on nothing). It lives in /usr/sbin, which a user's PATH may lack.
+if command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]; then
+    echo "deps-up: haproxy present, skipped"
+else
+    apt_install haproxy
+    echo "deps-up: installed $(/usr/sbin/haproxy -v | head -1)"
 fi
 
 # tansu: the Kafka-protocol broker the integration tests start. Rebuilt only

@@ -1,9 +1,10 @@
-//! Verifies graceful shutdown (SPEC §10): on SIGTERM every client gets
-//! close 1001 after what was queued for it (one that does not read, after
-//! its events in the socket buffers) and the process exits 0 within
-//! `--drain-timeout` even when a client never reads; offsets of everything
-//! handed off are committed, so a restarted engine in the same group does
-//! not redeliver.
+//! Verifies graceful shutdown (SPEC §10): on SIGTERM `/readyz` answers 503
+//! at once while the instance keeps serving for `--drain-grace`; then every
+//! client gets close 1001 after what was queued for it (one that does not
+//! read, after its events in the socket buffers) and the process exits 0
+//! within grace + `--drain-timeout`, even when a client never reads or the
+//! broker is gone; offsets of everything handed off are committed, so a
+//! restarted instance does not redeliver.
 
 mod common;
 
@@ -12,6 +13,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::binary::FanoutProcess;
+use common::process::{self, public_client};
 use common::raw::{frames_after_upgrade, read_to_close, text_frame, upgraded};
 use common::{Producer, TestEngine, booking, own_broker};
 use serde_json::json;
@@ -236,4 +238,80 @@ fn a_lost_broker_is_retried_and_delivery_resumes() {
             }
         }
     }
+}
+
+#[test]
+fn sigterm_turns_readyz_503_at_once_and_serves_through_the_grace() {
+    // See: #9
+    let mut fanout = process::FanoutProcess::start(&[
+        "--kafka-brokers",
+        "embedded",
+        "--shards",
+        "1",
+        "--port",
+        "0",
+        "--drain-grace",
+        "60s",
+        "--drain-timeout",
+        "2s",
+    ]);
+    fanout.wait_ready();
+    let mut before = public_client(fanout.addr);
+    fanout.signal(libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while fanout.http_get("/readyz") != (503, "shutting down\n".to_string()) {
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still {:?}",
+            fanout.http_get("/readyz")
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The grace (60 s) is far from over: still alive, still upgrading.
+    assert_eq!(fanout.http_get("/healthz").0, 200);
+    let mut during = public_client(fanout.addr);
+    before.send_json(json!({"type": "subscribe", "filters": {"course_id": "C1"}}));
+    assert_eq!(before.recv_json()["type"], "subscribed");
+
+    // A second signal ends the grace.
+    fanout.signal(libc::SIGTERM);
+    let closed = Instant::now();
+    assert_eq!(before.expect_close(), Some(1001));
+    assert_eq!(during.expect_close(), Some(1001));
+    let status = fanout.wait_exit(Duration::from_secs(4));
+    assert!(status.success(), "{status:?}");
+    assert!(
+        closed.elapsed() < Duration::from_secs(4),
+        "exited within the drain timeout"
+    );
+}
+
+#[test]
+fn shutdown_keeps_its_deadline_when_the_broker_is_gone() {
+    // The final commit cannot be answered; it must not hold the exit up.
+    // See: #9
+    let (broker, args) = own_broker(
+        1,
+        "broker-gone",
+        &[
+            "--drain-timeout",
+            "1s",
+            "--kafka-opt",
+            "auto.commit.interval.ms=3600000",
+        ],
+    );
+    let engine = TestEngine::start_on(broker.bootstrap(), &args);
+    let mut client = engine.public_client();
+    client.subscribe(json!({"course_id": "C1"}));
+    engine.produce_json("booking.created", &booking("C1", 1));
+    assert_eq!(client.recv_json()["slots_remaining"], 1);
+    broker.set_down(true).expect("broker down");
+
+    let started = Instant::now();
+    engine.shutdown();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "shutdown took {took:?} with --drain-timeout 1s"
+    );
 }

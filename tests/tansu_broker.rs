@@ -1,6 +1,6 @@
 //! Verifies the Kafka path against a separate broker process (tansu 0.6, a
-//! Kafka-compatible broker): consumer group, assignment, routing, skipped
-//! records, and committed offsets surviving a restart.
+//! Kafka-compatible broker): explicit assignment, routing, skipped records,
+//! and the instance's committed offsets surviving a restart.
 
 mod common;
 
@@ -72,6 +72,8 @@ fn committed_offsets_survive_a_restart_on_tansu() {
     let args = [
         "--kafka-group-id",
         "tansu-restart",
+        "--instance-id",
+        "restarted",
         "--kafka-opt",
         "auto.offset.reset=earliest",
     ];
@@ -88,7 +90,7 @@ fn committed_offsets_survive_a_restart_on_tansu() {
 
     let started = Instant::now();
     let second = TestEngine::start_on(&broker.bootstrap(), &args);
-    eprintln!("rejoined the group in {:?}", started.elapsed());
+    eprintln!("ready again in {:?}", started.elapsed());
     let mut client = second.public_client();
     client.subscribe(json!({"course_id": "C1"}));
     // One new record in each partition: once all arrived, the engine has

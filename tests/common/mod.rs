@@ -18,6 +18,9 @@
 
 pub mod admin;
 pub mod binary;
+pub mod haproxy;
+pub mod process;
+pub mod producer;
 pub mod raw;
 pub mod redis_server;
 pub mod tansu;
@@ -63,8 +66,16 @@ impl TestEngine {
         Self::start_on("embedded", args)
     }
 
-    /// Engine consuming from `brokers`, with `args` added to the defaults.
+    /// Engine consuming from `brokers`, with `args` added to the defaults;
+    /// returns once `/readyz` answers 200.
     pub fn start_on(brokers: &str, args: &[&str]) -> TestEngine {
+        let test = Self::start_unready(brokers, args);
+        test.wait_ready();
+        test
+    }
+
+    /// Like [`TestEngine::start_on`], without waiting for readiness.
+    pub fn start_unready(brokers: &str, args: &[&str]) -> TestEngine {
         let mut argv = vec![
             "fanout",
             "--no-pin",
@@ -85,15 +96,13 @@ impl TestEngine {
         let addr = engine.local_addr();
         let bootstrap = engine.kafka_bootstrap().to_string();
         let producer = Producer::new(&bootstrap);
-        let test = TestEngine {
+        TestEngine {
             engine: Some(engine),
             addr,
             bootstrap,
             producer,
             sentinels: Cell::new(0),
-        };
-        test.wait_ready();
-        test
+        }
     }
 
     /// Waits until `/readyz` answers 200.
@@ -304,8 +313,16 @@ pub fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result
 /// flags for consumer group `group` plus `extra`.
 pub fn own_broker(partitions: i32, group: &'static str, extra: &[&'static str]) -> (EmbeddedBroker, Vec<&'static str>) {
     let broker = EmbeddedBroker::start(&["booking.created".to_string()], partitions).expect("broker");
-    let mut args = vec!["--topics", "booking.created", "--kafka-group-id", group];
-    // The mock broker sits out fetch.wait.max.ms (see src/ingest/kafka.rs).
+    // One instance id, so a restarted engine resumes from the same positions.
+    let mut args = vec![
+        "--topics",
+        "booking.created",
+        "--kafka-group-id",
+        group,
+        "--instance-id",
+        "restarted",
+    ];
+    // The mock broker sits out fetch.wait.max.ms (see src/ingest/kafka/).
     args.extend(["--kafka-opt", "fetch.wait.max.ms=1"]);
     args.extend_from_slice(extra);
     (broker, args)

@@ -7,6 +7,8 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod process;
+pub mod raw;
 pub mod redis_server;
 pub mod tansu;
 

@@ -79,7 +79,8 @@ pub struct ShardMetrics {
     /// Connections closed for exceeding `--max-pending-bytes`.
     pub slow_consumer_disconnects: Counter,
     /// Bytes held for the shard's connections: outbound queues plus partial
-    /// input. Also what the other shards read to check
+    /// input, as of the shard's last delivery, input or tick (at most about
+    /// a second old). Also what the other shards read to check
     /// `--max-total-pending-bytes`.
     pub pending_bytes: Gauge,
     /// Connections closed (1013) because the process was over

@@ -24,8 +24,9 @@ const SCAN_SUBSCRIBERS: usize = 16;
 #[derive(Debug, Default)]
 struct Subscribers {
     conns: Vec<ConnId>,
-    /// `positions[c] == i` iff `conns[i] == c`; `None` while small.
-    positions: Option<AHashMap<ConnId, u32>>,
+    /// `positions[c] == i` iff `conns[i] == c`; `None` while small. Boxed:
+    /// most keys never have one, and pay 8 bytes for it, not 64.
+    positions: Option<Box<AHashMap<ConnId, u32>>>,
 }
 
 impl Subscribers {
@@ -84,7 +85,7 @@ impl Subscribers {
 
     fn index_positions(&mut self) {
         let positions = self.conns.iter().enumerate().map(|(at, &c)| (c, at as u32)).collect();
-        self.positions = Some(positions);
+        self.positions = Some(Box::new(positions));
     }
 
     fn len(&self) -> usize {

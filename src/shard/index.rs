@@ -4,7 +4,7 @@
 //! (un)subscribe and close; `Shard::deliver` reads it once per event.
 //! Delivery walks a dense `Vec<ConnId>` per key; adding and removing a
 //! connection is O(1) whatever the key's audience (a position map joins the
-//! vector once a key has more than [`SCAN_SUBSCRIBERS`] subscribers), so N
+//! vector once a key has more than `SCAN_SUBSCRIBERS` subscribers), so N
 //! clients of one key leaving together cost O(N), not O(N²).
 //! Invariant: a `ConnId` appears under a key at most once, and a key with no
 //! subscriber is not in the index.

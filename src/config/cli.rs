@@ -136,9 +136,16 @@ pub struct Cli {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub session_recheck_interval: Duration,
 
-    /// Maximum filter values per connection.
+    /// Maximum filter values per connection; a subscribe over it gets
+    /// `too_many_filters`.
     #[arg(long, default_value_t = 256)]
     pub max_filters: usize,
+
+    /// Largest filter value in bytes; longer gets `invalid_filter`. With
+    /// `--max-filters` it bounds a connection's filter set, and the
+    /// `subscribed` reply that echoes it.
+    #[arg(long, default_value_t = 128)]
+    pub max_filter_value_bytes: usize,
 
     /// Client messages per second per connection (token bucket, burst of the
     /// same size).
@@ -149,10 +156,17 @@ pub struct Cli {
     #[arg(long, default_value_t = 64 * 1024)]
     pub max_message_bytes: usize,
 
-    /// Outbound bytes queued per connection before it is closed as a slow
-    /// consumer (1013).
+    /// Outbound bytes queued per connection (events, replies, pongs) before
+    /// it is closed as a slow consumer (1013).
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_pending_bytes: usize,
+
+    /// Bytes held for all connections of the process together: outbound
+    /// queues plus partly received messages. Over it, the connections
+    /// holding the most are closed with 1013 until the total is back under.
+    /// Default 256 MiB: 256 connections at the full --max-pending-bytes.
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    pub max_total_pending_bytes: usize,
 
     /// Upgraded connections per process; more get 503.
     #[arg(long, default_value_t = 1_000_000)]

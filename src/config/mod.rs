@@ -105,12 +105,17 @@ pub struct ShardConfig {
     pub session_recheck_interval: Duration,
     /// Filter values per connection.
     pub max_filters: usize,
+    /// Bytes of one filter value.
+    pub max_filter_value_bytes: usize,
     /// Client messages per second (and burst).
     pub max_client_msgs_per_sec: u32,
     /// Largest client message, bytes.
     pub max_message_bytes: usize,
     /// Outbound queue bound per connection, bytes.
     pub max_pending_bytes: usize,
+    /// Bytes held for all connections of the process together (queues and
+    /// partial input); over it the largest holders are closed.
+    pub max_total_pending_bytes: usize,
     /// Upgraded connections per process.
     pub max_connections: usize,
     /// Deadline for a complete request head.
@@ -173,6 +178,8 @@ impl Config {
         let placement = placement(&cli, cores)?;
         for (name, value) in [
             ("--max-filters", cli.max_filters),
+            ("--max-filter-value-bytes", cli.max_filter_value_bytes),
+            ("--max-total-pending-bytes", cli.max_total_pending_bytes),
             ("--max-client-msgs-per-sec", cli.max_client_msgs_per_sec as usize),
             ("--max-message-bytes", cli.max_message_bytes),
             ("--max-pending-bytes", cli.max_pending_bytes),
@@ -267,9 +274,11 @@ impl Config {
                 sweep_interval: cli.sweep_interval,
                 session_recheck_interval: cli.session_recheck_interval,
                 max_filters: cli.max_filters,
+                max_filter_value_bytes: cli.max_filter_value_bytes,
                 max_client_msgs_per_sec: cli.max_client_msgs_per_sec,
                 max_message_bytes: cli.max_message_bytes,
                 max_pending_bytes: cli.max_pending_bytes,
+                max_total_pending_bytes: cli.max_total_pending_bytes,
                 max_connections: cli.max_connections,
                 handshake_timeout: cli.handshake_timeout,
                 max_header_bytes: cli.max_header_bytes,

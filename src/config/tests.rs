@@ -24,6 +24,16 @@ fn defaults_match_the_spec() {
     assert_eq!(config.shard.max_client_msgs_per_sec, 50);
     assert_eq!(config.shard.max_message_bytes, 64 * 1024);
     assert_eq!(config.shard.max_pending_bytes, 1024 * 1024);
+    assert_eq!(config.shard.max_filter_value_bytes, 128);
+    assert_eq!(config.shard.max_total_pending_bytes, 256 * 1024 * 1024);
+    // What the parser assumes when no shard hands it the flags (fuzzing).
+    assert_eq!(
+        crate::protocol::Limits::default(),
+        crate::protocol::Limits {
+            max_filters: config.shard.max_filters,
+            max_filter_value_bytes: config.shard.max_filter_value_bytes,
+        }
+    );
     assert_eq!(config.shard.drain_timeout, Duration::from_secs(5));
     assert_eq!(config.drain_grace, Duration::ZERO);
     assert_eq!(config.kafka.instance_id, None);

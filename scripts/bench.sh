@@ -50,7 +50,9 @@
 #                           rounded down to 1000, at most 100000]
 #   BENCH_FIXED_DELIVERIES  fixed-rate load in deliveries/s; the event rate
 #                           of a point is this x K / N [50000]
-#   BENCH_FIXED_MAX_EVENTS  cap on a fixed-rate event rate, events/s [10000]
+#   BENCH_FIXED_MAX_EVENTS  cap on a fixed-rate event rate, events/s [2000]:
+#                           what the producer and tansu sustain with margin
+#                           on the shared load core (see BENCHMARKS.md)
 #   BENCH_SAT_DELIVERIES    size of a saturation run in deliveries; its event
 #                           count is this x K / N [6000000; quick: 1000000]
 #   BENCH_SAT_MAX_EVENTS    cap on a saturation run's events [500000]
@@ -98,7 +100,7 @@ extra_only=${BENCH_EXTRA_ONLY:-^n10k-k1000-sat\$}
 # A partial matrix does not replace the tables of a full one.
 if [ -n "$only" ] || [ -n "${BENCH_SERVERS:-}" ]; then update_doc=${BENCH_DOC:-0}; fi
 fixed_deliveries=${BENCH_FIXED_DELIVERIES:-50000}
-fixed_max_events=${BENCH_FIXED_MAX_EVENTS:-10000}
+fixed_max_events=${BENCH_FIXED_MAX_EVENTS:-2000}
 sat_max_events=${BENCH_SAT_MAX_EVENTS:-500000}
 partitions=${BENCH_PARTITIONS:-3}
 embedded_partitions=${BENCH_EMBEDDED_PARTITIONS:-128}
@@ -354,6 +356,7 @@ start_server() {
             pattern='peer-ws' ;;
     esac
     echo "$run server: ${cmd[*]}" >>"$raw/commands.txt"
+    : >"$raw/$run.server.out"
     NO_COLOR=1 "${cmd[@]}" >"$raw/$run.server.out" 2>"$raw/$run.server.log" &
     server_pid=$!
     server_addr=""
@@ -500,11 +503,12 @@ perf_summary() {
     [ -s "$data" ] || { echo "bench: $run: perf recorded nothing; see $raw/$run.perf.log" >&2; return 0; }
     {
         echo "# perf record -e cpu-clock -F 999 -g -p <server pid> over the loadtest run"
-        perf report -i "$data" --stdio --sort dso 2>/dev/null | grep -v '^$' | head -20
+        # awk, not head: under pipefail a closed pipe would fail the script.
+        perf report -i "$data" --stdio --sort dso 2>/dev/null | awk 'NF && n++ < 20'
         echo
         perf report -i "$data" --stdio --no-children --sort comm,sym -g none --percent-limit 0.5 \
-            2>/dev/null | grep -v '^$' | head -60
-    } >"$raw/$run.perf.txt"
+            2>/dev/null | awk 'NF && n++ < 60'
+    } >"$raw/$run.perf.txt" || echo "bench: $run: perf report failed; see $data" >&2
     # perf.data is large and only useful with this machine's binaries.
     rm -f "$data"
 }

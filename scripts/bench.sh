@@ -496,15 +496,15 @@ run_point() {
     sleep 1
 }
 
-# Top of a run's profile: symbols by self time, and the kernel's share of
-# the samples (symbols of [kernel.kallsyms]).
+# Top of a run's profile: self time by shared object (the kernel's share of
+# the samples is the [kernel.kallsyms] line) and by thread and symbol.
 perf_summary() {
     local run=$1 data="$raw/$1.perf.data"
     [ -s "$data" ] || { echo "bench: $run: perf recorded nothing; see $raw/$run.perf.log" >&2; return 0; }
     {
         echo "# perf record -e cpu-clock -F 999 -g -p <server pid> over the loadtest run"
         # awk, not head: under pipefail a closed pipe would fail the script.
-        perf report -i "$data" --stdio --sort dso 2>/dev/null | awk 'NF && n++ < 20'
+        perf report -i "$data" --stdio --no-children --sort dso -g none 2>/dev/null | awk 'NF && n++ < 20'
         echo
         perf report -i "$data" --stdio --no-children --sort comm,sym -g none --percent-limit 0.5 \
             2>/dev/null | awk 'NF && n++ < 60'

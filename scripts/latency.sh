@@ -21,12 +21,12 @@
 # stopped on exit; any failing step (build, broker, readiness, a run that
 # fails the audit, a missing metric) fails the script.
 #
-#   scripts/latency.sh               # 1000 subscribers, 20 000 deliveries/s, 2000 events/s max, 10 s
+#   scripts/latency.sh               # 1000 subscribers, 20 000 deliveries/s, 1000 events/s max, 10 s
 #   scripts/latency.sh -w 1          # fanout polling tansu every 1 ms
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-subscribers=1000 duration=10s deliveries=20000 max_rate=2000 fetch_wait_ms=10 partitions=3
+subscribers=1000 duration=10s deliveries=20000 max_rate=1000 fetch_wait_ms=10 partitions=3
 while getopts "n:d:D:r:w:p:h" opt; do
     case "$opt" in
         n) subscribers=$OPTARG ;;

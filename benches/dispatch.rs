@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use fanout::event::{Dispatch, Field, Outbound};
 use fanout::protocol::frame;
-use fanout::shard::inbox::{Inbox, inbox};
+use fanout::shard::inbox::{Inbox, Received, inbox};
 use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
 
@@ -91,7 +91,7 @@ fn throughput_round(events: usize, receiver_core: usize, pool: &[Dispatch]) -> (
         let mut batch = Vec::with_capacity(BATCH);
         let (mut received, mut batches) = (0, 0);
         let mut last = None;
-        while inbox.recv_batch(&mut batch, BATCH).await {
+        while inbox.recv_batch(&mut batch, BATCH).await == Received::Events {
             received += batch.len();
             batches += 1;
             batch.clear();
@@ -104,6 +104,7 @@ fn throughput_round(events: usize, receiver_core: usize, pool: &[Dispatch]) -> (
     let start = Instant::now();
     for i in 0..events {
         tx.send(pool[i % pool.len()].clone()).expect("receiver alive");
+        tx.wake();
     }
     drop(tx);
     let (received, batches, last) = handle.join().expect("receiver ran");
@@ -120,7 +121,7 @@ fn wake_ups(samples: usize, receiver_core: usize) -> (Histogram<u64>, Histogram<
         let mut latency = Histogram::<u64>::new(3).expect("histogram");
         let mut batch = Vec::with_capacity(BATCH);
         let mut seen = 0;
-        while inbox.recv_batch(&mut batch, BATCH).await {
+        while inbox.recv_batch(&mut batch, BATCH).await == Received::Events {
             for event in batch.drain(..) {
                 let ns = event.ingested_at.elapsed().as_nanos() as u64;
                 if seen >= WARM_UP {
@@ -138,6 +139,7 @@ fn wake_ups(samples: usize, receiver_core: usize) -> (Histogram<u64>, Histogram<
         let at = Instant::now();
         tx.send(Arc::new(outbound(at, &admin, &public)))
             .expect("receiver alive");
+        tx.wake();
         let ns = at.elapsed().as_nanos() as u64;
         if i >= WARM_UP {
             send_cost.record(ns.max(1)).expect("in range");

@@ -185,6 +185,14 @@ pub struct Cli {
     #[arg(long, default_value_t = 4096)]
     pub inbox_capacity: usize,
 
+    /// Longest a shard holds queued events back so that more of them share
+    /// each socket write. Only under load: an event that finds the shard idle
+    /// is written at once; once flushing takes a large share of the core,
+    /// the next flush waits as long as the last one took, at most this.
+    /// 0 writes every batch at once.
+    #[arg(long, default_value = "2ms", value_parser = parse_duration)]
+    pub max_flush_delay: Duration,
+
     /// On SIGTERM/SIGINT, how long the instance keeps serving with `/readyz`
     /// answering 503 before it closes its clients, so a load balancer stops
     /// sending it new ones first. Set it to the balancer's health-check

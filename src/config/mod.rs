@@ -127,6 +127,8 @@ pub struct ShardConfig {
     pub drain_timeout: Duration,
     /// Spin before parking an idle shard.
     pub spin_before_park: Duration,
+    /// Longest a flush is held back under load. Default: 2 ms.
+    pub max_flush_delay: Duration,
 }
 
 /// Admin authentication's slice.
@@ -284,6 +286,7 @@ impl Config {
                 max_header_bytes: cli.max_header_bytes,
                 drain_timeout: cli.drain_timeout,
                 spin_before_park: cli.spin_before_park,
+                max_flush_delay: cli.max_flush_delay,
             },
             auth: AuthConfig {
                 redis_url: cli.redis_url,

@@ -29,6 +29,7 @@ impl Dispatcher {
     }
 
     /// Gives `event` to every shard; each shard finds its own recipients.
+    /// The shards are not woken until [`Dispatcher::wake`].
     pub fn dispatch(&self, event: Dispatch) -> Result<(), Disconnected> {
         for (inbox, depth) in self.inboxes.iter().zip(self.depths.iter()) {
             let waited = inbox.send(event.clone())?;
@@ -38,5 +39,13 @@ impl Dispatcher {
             depth.set(inbox.depth() as i64);
         }
         Ok(())
+    }
+
+    /// Wakes every shard that sleeps, once the events of a batch are in:
+    /// one wake-up per batch, whatever its size.
+    pub fn wake(&self) {
+        for inbox in &self.inboxes {
+            inbox.wake();
+        }
     }
 }

@@ -1,12 +1,13 @@
 //! Delivery: each event's pre-framed bytes queued to every matching
 //! connection, then every touched socket flushed once.
 //!
-//! Runs on the shard, from the inbox loop (`deliver`) and after anything that
-//! queues a reply (`flush_dirty`). The frame is queued by reference
-//! (`Bytes`, refcount only), and after a batch of events each touched
-//! connection is written once with a vectored, non-blocking `sendmsg`, so
-//! several events to one socket cost one syscall. A socket that would block
-//! is left to its own task; the shard never waits on one socket (SPEC §7).
+//! Runs on the shard, from the inbox loop (`queue_events`, then
+//! `flush_dirty` when the `pacer` says) and after anything that queues a
+//! reply (`flush_dirty`). The frame is queued by reference (`Bytes`,
+//! refcount only), and each touched connection is then written once with a
+//! vectored, non-blocking `sendmsg`, so every event queued to a socket since
+//! its last write costs one syscall together. A socket that would block is
+//! left to its own task; the shard never waits on one socket (SPEC §7).
 //!
 //! Everything queued to a connection counts against `--max-pending-bytes`
 //! (SPEC §7): an event or a reply that would take the queue over it closes
@@ -28,6 +29,13 @@ impl Shard {
     /// Delivers a batch of events to every matching connection of this
     /// shard, then flushes each touched socket once.
     pub fn deliver(&self, batch: &[Dispatch]) {
+        self.queue_events(batch);
+        self.flush_dirty();
+    }
+
+    /// Queues a batch of events to every matching connection of this shard;
+    /// the next `flush_dirty` writes them.
+    pub fn queue_events(&self, batch: &[Dispatch]) {
         let mut slow = Vec::new();
         {
             let mut conns = self.conns.borrow_mut();
@@ -76,21 +84,28 @@ impl Shard {
             self.metrics.slow_consumer_disconnects.inc();
             self.request_close(id, Close::discarding(close_code::TRY_AGAIN_LATER));
         }
-        self.flush_dirty();
-        let now = Instant::now();
-        let mut latency = self.latency.borrow_mut();
-        for event in batch {
-            let micros = now.saturating_duration_since(event.ingested_at).as_micros() as u64;
-            let _ = latency.record(micros.max(1));
-        }
+        self.unflushed
+            .borrow_mut()
+            .extend(batch.iter().map(|event| event.ingested_at));
     }
 
     /// Writes what is queued on every connection touched since the last
-    /// flush. Sockets that would block are handed to their tasks.
-    /// Then checks the budget (`check_budget`).
+    /// flush. Sockets that would block are handed to their tasks. Then
+    /// checks the budget (`check_budget`) and records the latency of every
+    /// event queued since the last flush.
     pub fn flush_dirty(&self) {
         self.write_dirty();
         self.check_budget();
+        let mut unflushed = self.unflushed.borrow_mut();
+        if unflushed.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut latency = self.latency.borrow_mut();
+        for ingested_at in unflushed.drain(..) {
+            let micros = now.saturating_duration_since(ingested_at).as_micros() as u64;
+            let _ = latency.record(micros.max(1));
+        }
     }
 
     fn write_dirty(&self) {

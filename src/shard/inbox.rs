@@ -3,10 +3,13 @@
 //! crossbeam has no async receive, and a shard must not spin. So the shard
 //! drains the channel, says it is going to sleep (`sleeping = true`), checks
 //! once more, and parks its executor on a socketpair read. The ingest thread
-//! rings (writes one byte) only when it sees `sleeping`, so a busy shard costs
-//! ingest no syscall per event. The `SeqCst` store-then-check on one side and
-//! send-then-swap on the other make a lost wakeup impossible: either the
-//! shard's re-check sees the event, or ingest's swap sees `sleeping`.
+//! sends a whole poll batch first and rings (writes one byte) once after it,
+//! and only when it sees `sleeping`: a busy shard costs ingest no syscall per
+//! event, and a parked shard wakes once per batch, to find the whole batch
+//! waiting (so more of it shares each socket write). The `SeqCst`
+//! store-then-check on one side and send-then-swap on the other make a lost
+//! wakeup impossible: either the shard's re-check sees the event, or
+//! ingest's swap (in `ring`, after the batch) sees `sleeping`.
 //!
 //! Made once at startup, one per shard, and kept alive: only `InboxSender`
 //! crosses threads. Dropping the sender wakes the shard, which then sees the
@@ -22,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TryRecvError, TrySendError};
-use futures_lite::AsyncReadExt;
+use futures_lite::{AsyncReadExt, FutureExt};
 
 use crate::event::Dispatch;
 
@@ -68,15 +71,14 @@ impl InboxSender {
         self
     }
 
-    /// Hands `event` to the shard, waiting while its inbox is full
-    /// (backpressure); returns how long it waited.
+    /// Hands `event` to the shard without waking it (see
+    /// [`InboxSender::wake`]), waiting while its inbox is full
+    /// (backpressure; the shard is woken first); returns how long it
+    /// waited.
     pub fn send(&self, event: Dispatch) -> Result<Duration, Disconnected> {
         let tx = self.tx.as_ref().ok_or(Disconnected)?;
         match tx.try_send(event) {
-            Ok(()) => {
-                self.bell.ring();
-                Ok(Duration::ZERO)
-            }
+            Ok(()) => Ok(Duration::ZERO),
             Err(TrySendError::Full(mut event)) => {
                 let started = Instant::now();
                 self.bell.ring_always();
@@ -92,11 +94,15 @@ impl InboxSender {
                         Err(SendTimeoutError::Disconnected(_)) => return Err(Disconnected),
                     }
                 }
-                self.bell.ring();
                 Ok(started.elapsed())
             }
             Err(TrySendError::Disconnected(_)) => Err(Disconnected),
         }
+    }
+
+    /// Wakes the shard if it sleeps: call after the last `send` of a batch.
+    pub fn wake(&self) {
+        self.bell.ring();
     }
 
     /// Events waiting in the inbox.
@@ -167,20 +173,42 @@ impl Inbox {
     }
 }
 
+/// What a receive came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// Events were moved into the batch.
+    Events,
+    /// The deadline passed first: nothing was moved.
+    TimedOut,
+    /// The sender is gone and everything it sent was taken (shutdown).
+    Closed,
+}
+
 impl AttachedInbox {
-    /// Waits for events and moves up to `max` into `out`. Returns false once
-    /// the sender is gone and everything sent was taken.
-    pub async fn recv_batch(&mut self, out: &mut Vec<Dispatch>, max: usize) -> bool {
+    /// Waits for events and moves up to `max` into `out`; `Closed` once the
+    /// sender is gone and everything sent was taken.
+    pub async fn recv_batch(&mut self, out: &mut Vec<Dispatch>, max: usize) -> Received {
+        self.recv_batch_until(out, max, None).await
+    }
+
+    /// Like [`AttachedInbox::recv_batch`], but gives up at `deadline`.
+    pub async fn recv_batch_until(
+        &mut self,
+        out: &mut Vec<Dispatch>,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> Received {
+        let start = out.len();
         loop {
-            while out.len() < max {
-                match self.rx.try_recv() {
-                    Ok(event) => out.push(event),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => return !out.is_empty(),
-                }
+            let closed = self.take(out, max);
+            if out.len() > start {
+                return Received::Events;
             }
-            if !out.is_empty() {
-                return true;
+            if closed {
+                return Received::Closed;
+            }
+            if deadline.is_some_and(|at| Instant::now() >= at) {
+                return Received::TimedOut;
             }
             self.bell.sleeping.store(true, Ordering::SeqCst);
             match self.rx.try_recv() {
@@ -189,15 +217,40 @@ impl AttachedInbox {
                     out.push(event);
                     continue;
                 }
-                Err(TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Disconnected) => return Received::Closed,
                 Err(TryRecvError::Empty) => {}
             }
             let mut rung = [0u8; 64];
-            if self.parked.read(&mut rung).await.is_err() {
-                glommio::timer::sleep(Duration::from_millis(1)).await;
+            let parked = async {
+                if self.parked.read(&mut rung).await.is_err() {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+            };
+            match deadline {
+                None => parked.await,
+                Some(at) => {
+                    // A wake-up byte consumed by a read cancelled here is
+                    // harmless: the channel is checked before every park.
+                    parked
+                        .or(glommio::timer::sleep(at.saturating_duration_since(Instant::now())))
+                        .await
+                }
             }
             self.bell.sleeping.store(false, Ordering::SeqCst);
         }
+    }
+
+    /// Moves what waits, up to `max`, without waiting; true when the sender
+    /// is gone and the channel empty.
+    fn take(&mut self, out: &mut Vec<Dispatch>, max: usize) -> bool {
+        while out.len() < max {
+            match self.rx.try_recv() {
+                Ok(event) => out.push(event),
+                Err(TryRecvError::Empty) => return false,
+                Err(TryRecvError::Disconnected) => return true,
+            }
+        }
+        false
     }
 }
 

@@ -28,6 +28,7 @@ mod input;
 mod limiter;
 mod listener;
 mod outbox;
+mod pacer;
 mod subscriptions;
 mod task;
 
@@ -113,6 +114,9 @@ pub struct Shard {
     /// poll, so idle connections hold no read buffer.
     scratch: RefCell<Box<[u8]>>,
     latency: RefCell<Histogram<u64>>,
+    /// When each event queued since the last flush was ingested, for the
+    /// latency histogram (recorded when it is written).
+    unflushed: RefCell<Vec<Instant>>,
     /// Epoch of the shard's [`Millis`] clock.
     epoch: Instant,
     /// Number of the last event delivered (at most once per event).
@@ -147,6 +151,7 @@ impl Shard {
             dirty: RefCell::new(Vec::new()),
             scratch: RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice()),
             latency: RefCell::new(new_latency_histogram()),
+            unflushed: RefCell::new(Vec::new()),
             epoch: Instant::now(),
             stamp: Cell::new(0),
             next_serial: Cell::new(0),

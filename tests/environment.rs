@@ -7,8 +7,9 @@ mod common;
 
 use common::admin::ADMIN_SESSION;
 use common::binary::FanoutProcess;
+use common::producer::Producer;
 use common::redis_server::RedisServer;
-use common::{Producer, booking, connect, free_port, own_broker, public_client_at};
+use common::{booking, connect, free_port, own_broker, public_client_at};
 use serde_json::json;
 
 /// Flags every process here gets: none of the three under test.

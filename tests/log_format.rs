@@ -8,7 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::binary::FanoutProcess;
-use common::{Producer, connect};
+use common::connect;
+use common::producer::Producer;
 use serde_json::{Map, Value};
 
 /// Runs the binary with `extra` flags through a few events of note (start

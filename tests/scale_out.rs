@@ -76,8 +76,8 @@ fn produce_round(producer: &Producer, first: u32) -> (BTreeSet<u32>, usize) {
     let mut next = first;
     for topic in TOPICS {
         for partition in 0..PARTITIONS {
-            producer.send(topic, partition, &booking("C1", next));
-            producer.send(topic, partition, &booking("C2", next));
+            producer.produce_to_partition(topic, partition, &booking("C1", next));
+            producer.produce_to_partition(topic, partition, &booking("C2", next));
             expected.insert(next);
             next += 1;
             records += 2;
@@ -88,7 +88,7 @@ fn produce_round(producer: &Producer, first: u32) -> (BTreeSet<u32>, usize) {
         .flat_map(|topic| (0..PARTITIONS).map(move |p| (*topic, p)))
         .enumerate()
     {
-        producer.send(topic, partition, &booking("C1", SENTINEL + i as u32));
+        producer.produce_to_partition(topic, partition, &booking("C1", SENTINEL + i as u32));
         records += 1;
     }
     (expected, records)

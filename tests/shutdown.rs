@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use common::binary::FanoutProcess;
 use common::process::{self, public_client};
+use common::producer::Producer;
 use common::raw::{frames_after_upgrade, read_to_close, text_frame, upgraded};
-use common::{Producer, TestEngine, booking, own_broker};
+use common::{TestEngine, booking, own_broker};
 use serde_json::json;
 
 /// How long a process may take to exit after SIGTERM with

@@ -2,7 +2,7 @@
 //!
 //! [`TestEngine`] starts fanout in process on `127.0.0.1:0` with the embedded
 //! broker (librdkafka's mock cluster) or a given one, and produces records
-//! with a real rdkafka producer. [`Client`] is a tungstenite client over a
+//! with a real rdkafka producer ([`producer::Producer`]). [`Client`] is a tungstenite client over a
 //! real socket; [`raw`] speaks the upgrade and frames by hand for clients
 //! that misbehave on purpose.
 //!
@@ -38,12 +38,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use fanout::ingest::embedded::EmbeddedBroker;
 use fanout::{Cli, Config, Engine};
-use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use serde_json::{Value, json};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, WebSocket};
+
+use self::producer::Producer;
 
 /// How long a test waits for something that should happen.
 pub const PATIENCE: Duration = Duration::from_secs(5);
@@ -210,73 +210,6 @@ impl Drop for TestEngine {
         if let Some(engine) = self.engine.take() {
             let _ = engine.shutdown();
         }
-    }
-}
-
-/// A real rdkafka producer that waits for each record's acknowledgement.
-pub struct Producer {
-    producer: BaseProducer,
-    /// Records acknowledged so far.
-    count: Cell<u64>,
-}
-
-impl Producer {
-    /// A producer into the broker at `bootstrap`, tuned to send at once.
-    pub fn new(bootstrap: &str) -> Producer {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("linger.ms", "0")
-            .set("socket.nagle.disable", "true")
-            .create()
-            .expect("producer");
-        Producer {
-            producer,
-            count: Cell::new(0),
-        }
-    }
-
-    /// Produces a JSON value.
-    pub fn produce_json(&self, topic: &str, value: &Value) {
-        self.produce_keyed(topic, None, value.to_string().as_bytes());
-    }
-
-    /// Produces raw bytes with an optional key.
-    pub fn produce_keyed(&self, topic: &str, key: Option<&str>, value: &[u8]) {
-        let mut record = BaseRecord::<str, [u8]>::to(topic).payload(value);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        self.send(record);
-    }
-
-    /// Produces a JSON value into one partition.
-    pub fn produce_to_partition(&self, topic: &str, partition: i32, value: &Value) {
-        let value = value.to_string();
-        self.send(
-            BaseRecord::<str, [u8]>::to(topic)
-                .partition(partition)
-                .payload(value.as_bytes()),
-        );
-    }
-
-    /// Records produced (and acknowledged) so far.
-    pub fn count(&self) -> u64 {
-        self.count.get()
-    }
-
-    /// Sends one record and waits until the broker has it.
-    fn send(&self, record: BaseRecord<'_, str, [u8]>) {
-        self.producer
-            .send(record)
-            .map_err(|(err, _)| err)
-            .expect("enqueue record");
-        // `flush` polls in 100 ms steps; poll finely to see the ack promptly.
-        let deadline = Instant::now() + PATIENCE;
-        while self.producer.in_flight_count() > 0 {
-            assert!(Instant::now() < deadline, "broker never acknowledged the record");
-            self.producer.poll(Duration::from_millis(1));
-        }
-        self.count.set(self.count.get() + 1);
     }
 }
 

@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::hostile_process::{EngineProcess, raise_fd_limit};
-use common::hostile_raw as raw;
+use common::raw;
 
 #[test]
 fn thousands_of_subscribers_of_one_key_leave_together() {
@@ -22,7 +22,7 @@ fn thousands_of_subscribers_of_one_key_leave_together() {
     // The upgrade and a subscribe in one write; nothing is read back (the
     // few hundred bytes of replies wait in each socket's buffer).
     let subscribe = raw::text_frame(r#"{"type":"subscribe","filters":{"course_id":"POPULAR"}}"#);
-    let hello = [raw::UPGRADE, &subscribe].concat();
+    let hello = [raw::upgrade_request(raw::PUBLIC_PATH, "").as_bytes(), &subscribe].concat();
     let clients: Vec<TcpStream> = (0..count)
         .map(|_| {
             let mut stream = TcpStream::connect(server.addr).expect("connect");

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::hostile_process::{EngineProcess, MIB};
-use common::hostile_raw as raw;
+use common::raw;
 
 /// Messages per second allowed, so no message is dropped by the rate limit
 /// and every one is parsed.
@@ -19,7 +19,7 @@ const RATE: &str = "10000";
 #[test]
 fn long_filter_values_are_refused_and_cost_nothing_held() {
     let server = EngineProcess::start(&["--max-client-msgs-per-sec", RATE]);
-    let mut stream = raw::upgrade(server.addr, None);
+    let mut stream = raw::public_connection(server.addr, None);
     let before = server.usage();
     server.reset_peak();
     let messages = 256;
@@ -29,8 +29,8 @@ fn long_filter_values_are_refused_and_cost_nothing_held() {
         stream.write_all(&raw::text_frame(&subscribe)).expect("send");
     }
     for _ in 0..messages {
-        let (_, reply) = raw::read_frame(&mut stream).expect("a reply");
-        let reply = String::from_utf8_lossy(&reply);
+        let reply = raw::read_frame(&mut stream).expect("a reply");
+        let reply = String::from_utf8_lossy(&reply.payload);
         assert!(reply.contains(r#""code":"invalid_filter""#), "{reply}");
     }
     let grown = server.usage().peak_rss_bytes.saturating_sub(before.rss_bytes);
@@ -44,7 +44,7 @@ fn long_filter_values_are_refused_and_cost_nothing_held() {
 #[test]
 fn echoes_of_a_growing_set_never_read_close_with_1013() {
     let server = EngineProcess::start(&["--max-client-msgs-per-sec", RATE]);
-    let mut stream = raw::upgrade(server.addr, Some(4096));
+    let mut stream = raw::public_connection(server.addr, Some(4096));
     stream
         .set_write_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
@@ -67,7 +67,7 @@ fn echoes_of_a_growing_set_never_read_close_with_1013() {
         n == 1.0
     });
     let mut replies = 0;
-    let code = raw::read_until_close(&mut stream, |_, _| replies += 1);
+    let code = raw::read_until_close(&mut stream, |_| replies += 1);
     let grown = server.usage().peak_rss_bytes.saturating_sub(before.rss_bytes);
     eprintln!(
         "256 growing subscribes never read: {replies} replies, then close {code:?}; peak RSS +{} KiB",

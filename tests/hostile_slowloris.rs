@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::hostile_process::{EngineProcess, MIB};
-use common::hostile_raw as raw;
+use common::raw;
 
 /// Concurrent dribbling connections.
 const DRIBBLERS: usize = 1_000;
@@ -72,7 +72,7 @@ fn a_full_size_head_sent_byte_by_byte_still_upgrades() {
     let server = EngineProcess::start(&[]);
     // Just under --max-header-bytes (8 KiB), in one-byte writes.
     let padding = format!("X-Pad: {}\r\n", "a".repeat(7_600));
-    let head = [&raw::UPGRADE[..raw::UPGRADE.len() - 2], padding.as_bytes(), b"\r\n"].concat();
+    let head = raw::upgrade_request(raw::PUBLIC_PATH, &padding).into_bytes();
     assert!(head.len() < 8 * 1024);
     let mut stream = TcpStream::connect(server.addr).expect("connect");
     stream.set_nodelay(true).expect("nodelay");

@@ -20,7 +20,6 @@ pub mod admin;
 pub mod binary;
 pub mod haproxy;
 pub mod hostile_process;
-pub mod hostile_raw;
 pub mod process;
 pub mod producer;
 pub mod raw;

@@ -7,7 +7,7 @@ mod common;
 
 use std::io::Write;
 
-use common::hostile_process::{EngineProcess, MIB};
+use common::process::{FanoutProcess, MIB};
 use common::raw::{self, opcode};
 
 /// A 32 KiB subscribe: the filters, then padding the parser skips.
@@ -35,7 +35,7 @@ fn expect_subscribed(stream: &mut std::net::TcpStream) {
 
 #[test]
 fn a_frame_sent_one_byte_at_a_time_costs_linear_time() {
-    let server = EngineProcess::start(&[]);
+    let server = FanoutProcess::start_embedded(&[]);
     let mut stream = raw::public_connection(server.addr, None);
     let frame = raw::text_frame(big_subscribe());
     let before = server.usage();
@@ -58,7 +58,7 @@ fn a_frame_sent_one_byte_at_a_time_costs_linear_time() {
 
 #[test]
 fn a_message_in_one_byte_fragments_costs_linear_time() {
-    let server = EngineProcess::start(&[]);
+    let server = FanoutProcess::start_embedded(&[]);
     let mut stream = raw::public_connection(server.addr, None);
     let text = big_subscribe();
     let bytes = text.as_bytes();

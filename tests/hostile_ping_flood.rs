@@ -9,7 +9,7 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::hostile_process::{EngineProcess, MIB};
+use common::process::{FanoutProcess, MIB};
 use common::raw::{self, opcode};
 
 /// Pings per write, and writes: 512k pings with 125-byte payloads (67 MB).
@@ -18,7 +18,7 @@ const WRITES: usize = 64;
 
 #[test]
 fn a_ping_flood_never_read_holds_one_pong_per_connection() {
-    let server = EngineProcess::start(&[]);
+    let server = FanoutProcess::start_embedded(&[]);
     // A small receive buffer: the kernel holds little, the server the rest.
     let mut stream = raw::public_connection(server.addr, Some(4096));
     stream

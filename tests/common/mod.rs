@@ -17,9 +17,7 @@
 #![allow(dead_code)]
 
 pub mod admin;
-pub mod binary;
 pub mod haproxy;
-pub mod hostile_process;
 pub mod process;
 pub mod producer;
 pub mod raw;
@@ -108,18 +106,7 @@ impl TestEngine {
 
     /// Waits until `/readyz` answers 200.
     pub fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if self.http_get("/readyz").0 == 200 {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "engine never became ready: {:?}",
-                self.http_get("/readyz")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_ready_at(self.addr, String::new);
     }
 
     /// Produces one record and waits until the broker has it.
@@ -175,14 +162,12 @@ impl TestEngine {
 
     /// A plain HTTP GET: (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
-        http_request(self.addr, &format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"))
+        http_get(self.addr, path)
     }
 
     /// `/metrics` as text.
     pub fn metrics(&self) -> String {
-        let (status, body) = self.http_get("/metrics");
-        assert_eq!(status, 200);
-        body
+        metrics_at(self.addr)
     }
 
     /// The value of one metric line (exact name with labels), summed when
@@ -193,7 +178,7 @@ impl TestEngine {
 
     /// Waits until `metric(name)` satisfies `check`.
     pub fn wait_metric(&self, name: &str, check: impl Fn(f64) -> bool) -> f64 {
-        wait_metric_at(self.addr, name, check, String::new)
+        wait_metric_at(self.addr, name, PATIENCE, check, String::new)
     }
 
     /// Stops the engine gracefully (SPEC §10).
@@ -262,13 +247,61 @@ pub fn own_broker(partitions: i32, group: &'static str, extra: &[&'static str]) 
     (broker, args)
 }
 
-/// Waits until metric `name` of the engine at `addr` satisfies `check`;
-/// on failure, shows every metric and then `context()`.
-pub fn wait_metric_at(addr: SocketAddr, name: &str, check: impl Fn(f64) -> bool, context: impl Fn() -> String) -> f64 {
-    let deadline = Instant::now() + PATIENCE;
+// What follows works on any fanout at `addr`: a `TestEngine` in this
+// process or a `process::FanoutProcess`; their methods of the same names
+// call these. `context` adds to a failure message (a child's log).
+
+/// A plain HTTP GET to the fanout at `addr`: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, &format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"))
+}
+
+/// `/metrics` of the fanout at `addr`, as text.
+pub fn metrics_at(addr: SocketAddr) -> String {
+    let (status, body) = http_get(addr, "/metrics");
+    assert_eq!(status, 200, "GET /metrics");
+    body
+}
+
+/// Waits until `/readyz` of the fanout at `addr` answers 200 (at most 30 s:
+/// the first partition assignment can be slow on a loaded machine).
+pub fn wait_ready_at(addr: SocketAddr, context: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, text) = http_request(addr, "GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n");
-        assert_eq!(status, 200, "GET /metrics");
+        let (status, body) = http_get(addr, "/readyz");
+        if status == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never became ready: {status} {body}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits up to `patience` until metric `name` of the fanout at `addr`
+/// satisfies `check`; on failure, shows every metric and then `context()`.
+///
+/// Polls every 20 ms; on a wait longer than [`PATIENCE`], every 50 ms: the
+/// long waits are those of the `hostile_*` tests, which measure the
+/// server's shard CPU, and every scrape is served by a shard.
+pub fn wait_metric_at(
+    addr: SocketAddr,
+    name: &str,
+    patience: Duration,
+    check: impl Fn(f64) -> bool,
+    context: impl Fn() -> String,
+) -> f64 {
+    let poll = if patience > PATIENCE {
+        Duration::from_millis(50)
+    } else {
+        Duration::from_millis(20)
+    };
+    let deadline = Instant::now() + patience;
+    loop {
+        let text = metrics_at(addr);
         let value = metric_value(&text, name);
         if check(value) {
             return value;
@@ -278,7 +311,7 @@ pub fn wait_metric_at(addr: SocketAddr, name: &str, check: impl Fn(f64) -> bool,
             "metric {name} stuck at {value}; every metric:\n{text}\n{}",
             context()
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(poll);
     }
 }
 

@@ -1,10 +1,20 @@
 //! Test harness: the real engine on loopback, real Kafka, real WebSockets.
 //!
-//! [`TestEngine`] starts fanout in process on `127.0.0.1:0` with the embedded
-//! broker (librdkafka's mock cluster) or a given one, and produces records
-//! with a real rdkafka producer ([`producer::Producer`]). [`Client`] is a tungstenite client over a
-//! real socket; [`raw`] speaks the upgrade and frames by hand for clients
-//! that misbehave on purpose.
+//! Every integration test (`tests/*.rs`, one behaviour per file) declares
+//! `mod common;` and picks what it needs; each test owns everything it
+//! starts, and Drop stops it. One module per thing a test talks to:
+//!
+//! - here: [`TestEngine`], fanout in this process on `127.0.0.1:0` with the
+//!   embedded broker (librdkafka's mock cluster) or a given one; [`Client`],
+//!   a tungstenite client over a real socket; the sentinel protocol below;
+//!   and what works on any fanout at an address (HTTP, metrics, readiness).
+//! - [`process`]: the `fanout` binary as a child process (`FanoutProcess`).
+//! - [`raw`]: the WebSocket upgrade and frames by hand, for clients that
+//!   misbehave on purpose.
+//! - [`producer`]: the Kafka producer and offset reads (`Producer`).
+//! - [`redis_server`], [`tansu`], [`haproxy`]: the real Redis, Kafka-protocol
+//!   broker and load balancer as child processes; [`admin`]: admin sessions
+//!   on that Redis.
 //!
 //! "Nothing arrives" is never judged by waiting: a test produces a sentinel
 //! event after the records that must not reach a client

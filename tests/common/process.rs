@@ -29,8 +29,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Client, PATIENCE, http_get, log_tail, metric_value, public_client_at, unique_temp_dir};
-use super::{metrics_at, wait_metric_at, wait_ready_at};
+use super::{
+    Client, PATIENCE, http_get, log_tail, metric_value, metrics_at, public_client_at, unique_temp_dir, wait_metric_at,
+    wait_ready_at,
+};
 
 /// How long a starting fanout may take to print its address (it starts the
 /// embedded broker first, when asked to).

@@ -311,7 +311,18 @@ pub fn wait_metric_at(
     };
     let deadline = Instant::now() + patience;
     loop {
-        let text = metrics_at(addr);
+        // A scrape the engine could not answer in time (a shard busy with
+        // thousands of upgrades) is "not yet", until the wait's own limit.
+        let (status, text) = http_get(addr, "/metrics");
+        if status != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "GET /metrics answered {status} until the end of the wait; {}",
+                context()
+            );
+            std::thread::sleep(poll);
+            continue;
+        }
         let value = metric_value(&text, name);
         if check(value) {
             return value;

@@ -6,13 +6,15 @@
 mod common;
 
 use common::admin::ADMIN_SESSION;
-use common::binary::FanoutProcess;
+use common::process::FanoutProcess;
+use common::producer::Producer;
 use common::redis_server::RedisServer;
-use common::{Producer, booking, connect, free_port, own_broker, public_client_at};
+use common::{booking, connect, free_port, own_broker, public_client_at};
 use serde_json::json;
 
-/// Flags every process here gets: none of the three under test.
-const FLAGS: [&str; 5] = ["--no-pin", "--shards", "1", "--listen", "127.0.0.1"];
+/// Flags every process here gets besides the harness's: none of the three
+/// under test.
+const FLAGS: [&str; 2] = ["--shards", "1"];
 
 #[test]
 fn brokers_port_and_redis_come_from_the_environment() {
@@ -22,7 +24,7 @@ fn brokers_port_and_redis_come_from_the_environment() {
     let port = free_port().to_string();
     let mut args = FLAGS.to_vec();
     args.extend(kafka_args);
-    let process = FanoutProcess::start(
+    let process = FanoutProcess::start_with_env(
         &args,
         &[
             ("KAFKA_BROKERS", broker.bootstrap()),
@@ -60,7 +62,7 @@ fn flags_win_over_the_environment() {
     let url = redis.url();
     args.push(&url);
     // Every variable points somewhere useless.
-    let process = FanoutProcess::start(
+    let process = FanoutProcess::start_with_env(
         &args,
         &[
             ("KAFKA_BROKERS", "127.0.0.1:1"),

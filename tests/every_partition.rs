@@ -42,12 +42,12 @@ fn two_instances_with_one_configuration_each_get_all_60_events() {
 
     let producer = Producer::new(&broker.bootstrap());
     for n in 0..EVENTS {
-        producer.send(TOPIC, n as i32 % PARTITIONS, &booking("C1", n));
+        producer.produce_to_partition(TOPIC, n as i32 % PARTITIONS, &booking("C1", n));
     }
     // Per-partition order: once a partition's sentinel is in, so is the
     // rest of that partition.
     for partition in 0..PARTITIONS {
-        producer.send(TOPIC, partition, &booking("C1", SENTINEL + partition as u32));
+        producer.produce_to_partition(TOPIC, partition, &booking("C1", SENTINEL + partition as u32));
     }
 
     for (i, client) in clients.iter_mut().enumerate() {

@@ -10,7 +10,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use common::TestEngine;
-use common::hostile_raw as raw;
+use common::raw;
 use serde_json::json;
 
 /// Stalled subscribers, each allowed 256 KiB, together 4 MiB: four times
@@ -30,7 +30,7 @@ fn clients_under_their_own_bound_are_closed_when_together_over_the_budget() {
     let subscribe = raw::text_frame(r#"{"type":"subscribe","filters":{"course_id":"C1"}}"#);
     let mut stalled: Vec<_> = (0..STALLED)
         .map(|_| {
-            let mut stream = raw::upgrade(engine.addr, Some(4096));
+            let mut stream = raw::public_connection(engine.addr, Some(4096));
             std::io::Write::write_all(&mut stream, &subscribe).expect("subscribe");
             stream
         })

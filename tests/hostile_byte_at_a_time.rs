@@ -7,8 +7,8 @@ mod common;
 
 use std::io::Write;
 
-use common::hostile_process::{EngineProcess, MIB};
-use common::hostile_raw::{self as raw, opcode};
+use common::process::{FanoutProcess, MIB};
+use common::raw::{self, opcode};
 
 /// A 32 KiB subscribe: the filters, then padding the parser skips.
 fn big_subscribe() -> String {
@@ -21,7 +21,10 @@ fn big_subscribe() -> String {
 }
 
 fn expect_subscribed(stream: &mut std::net::TcpStream) {
-    let (op, reply) = raw::read_frame(stream).expect("a reply");
+    let raw::ServerFrame {
+        opcode: op,
+        payload: reply,
+    } = raw::read_frame(stream).expect("a reply");
     assert_eq!(op, opcode::TEXT);
     assert!(
         reply.starts_with(br#"{"type":"subscribed","filters":{"course_id":["C1"]}"#),
@@ -32,9 +35,9 @@ fn expect_subscribed(stream: &mut std::net::TcpStream) {
 
 #[test]
 fn a_frame_sent_one_byte_at_a_time_costs_linear_time() {
-    let server = EngineProcess::start(&[]);
-    let mut stream = raw::upgrade(server.addr, None);
-    let frame = raw::text_frame(&big_subscribe());
+    let server = FanoutProcess::start_embedded(&[]);
+    let mut stream = raw::public_connection(server.addr, None);
+    let frame = raw::text_frame(big_subscribe());
     let before = server.usage();
     server.reset_peak();
     for byte in &frame {
@@ -55,8 +58,8 @@ fn a_frame_sent_one_byte_at_a_time_costs_linear_time() {
 
 #[test]
 fn a_message_in_one_byte_fragments_costs_linear_time() {
-    let server = EngineProcess::start(&[]);
-    let mut stream = raw::upgrade(server.addr, None);
+    let server = FanoutProcess::start_embedded(&[]);
+    let mut stream = raw::public_connection(server.addr, None);
     let text = big_subscribe();
     let bytes = text.as_bytes();
     let mut frames = raw::client_frame(opcode::TEXT, false, &bytes[..1]);

@@ -9,8 +9,8 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::hostile_process::{EngineProcess, raise_fd_limit};
-use common::hostile_raw as raw;
+use common::process::{FanoutProcess, raise_fd_limit};
+use common::raw;
 
 #[test]
 fn thousands_of_subscribers_of_one_key_leave_together() {
@@ -18,11 +18,11 @@ fn thousands_of_subscribers_of_one_key_leave_together() {
     // to 15,000; well over 1,000 on any machine the suite runs on.
     let count = (raise_fd_limit().saturating_sub(1_000) as usize).min(15_000);
     assert!(count >= 1_000, "open-file limit too low for this test");
-    let server = EngineProcess::start(&[]);
+    let server = FanoutProcess::start_embedded(&[]);
     // The upgrade and a subscribe in one write; nothing is read back (the
     // few hundred bytes of replies wait in each socket's buffer).
     let subscribe = raw::text_frame(r#"{"type":"subscribe","filters":{"course_id":"POPULAR"}}"#);
-    let hello = [raw::UPGRADE, &subscribe].concat();
+    let hello = [raw::upgrade_request(raw::PUBLIC_PATH, "").as_bytes(), &subscribe].concat();
     let clients: Vec<TcpStream> = (0..count)
         .map(|_| {
             let mut stream = TcpStream::connect(server.addr).expect("connect");
@@ -31,14 +31,14 @@ fn thousands_of_subscribers_of_one_key_leave_together() {
         })
         .collect();
     let patience = Duration::from_secs(120);
-    server.wait_metric("fanout_subscription_entries", patience, |n| n == count as f64);
+    server.wait_metric_within("fanout_subscription_entries", patience, |n| n == count as f64);
     assert_eq!(server.metric("fanout_subscription_keys"), 1.0);
 
     let before = server.usage();
     let started = Instant::now();
     drop(clients);
-    server.wait_metric("fanout_subscription_entries", patience, |n| n == 0.0);
-    server.wait_metric("fanout_connections", patience, |n| n == 0.0);
+    server.wait_metric_within("fanout_subscription_entries", patience, |n| n == 0.0);
+    server.wait_metric_within("fanout_connections", patience, |n| n == 0.0);
     let cpu = server.usage().cpu - before.cpu;
     eprintln!(
         "{count} subscribers of one key closed at once: cleaned up in {:?}, server CPU {cpu:?}",

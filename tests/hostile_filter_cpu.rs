@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::hostile_process::EngineProcess;
+use common::process::FanoutProcess;
 use serde_json::json;
 
 /// Distinct short values per message: 9,000 ids of 1 to 3 characters make
@@ -29,7 +29,7 @@ fn base36(mut n: usize) -> String {
 
 #[test]
 fn subscribes_of_thousands_of_values_cost_linear_time() {
-    let server = EngineProcess::start(&[]);
+    let server = FanoutProcess::start_embedded(&[]);
     let mut client = server.public_client();
     let ids: Vec<String> = (0..VALUES).map(base36).collect();
     let message = json!({"type": "subscribe", "filters": {"course_id": ids}}).to_string();

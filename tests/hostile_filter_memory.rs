@@ -9,8 +9,8 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::hostile_process::{EngineProcess, MIB};
-use common::hostile_raw as raw;
+use common::process::{FanoutProcess, MIB};
+use common::raw;
 
 /// Messages per second allowed, so no message is dropped by the rate limit
 /// and every one is parsed.
@@ -18,8 +18,8 @@ const RATE: &str = "10000";
 
 #[test]
 fn long_filter_values_are_refused_and_cost_nothing_held() {
-    let server = EngineProcess::start(&["--max-client-msgs-per-sec", RATE]);
-    let mut stream = raw::upgrade(server.addr, None);
+    let server = FanoutProcess::start_embedded(&["--max-client-msgs-per-sec", RATE]);
+    let mut stream = raw::public_connection(server.addr, None);
     let before = server.usage();
     server.reset_peak();
     let messages = 256;
@@ -29,8 +29,8 @@ fn long_filter_values_are_refused_and_cost_nothing_held() {
         stream.write_all(&raw::text_frame(&subscribe)).expect("send");
     }
     for _ in 0..messages {
-        let (_, reply) = raw::read_frame(&mut stream).expect("a reply");
-        let reply = String::from_utf8_lossy(&reply);
+        let reply = raw::read_frame(&mut stream).expect("a reply");
+        let reply = String::from_utf8_lossy(&reply.payload);
         assert!(reply.contains(r#""code":"invalid_filter""#), "{reply}");
     }
     let grown = server.usage().peak_rss_bytes.saturating_sub(before.rss_bytes);
@@ -43,8 +43,8 @@ fn long_filter_values_are_refused_and_cost_nothing_held() {
 
 #[test]
 fn echoes_of_a_growing_set_never_read_close_with_1013() {
-    let server = EngineProcess::start(&["--max-client-msgs-per-sec", RATE]);
-    let mut stream = raw::upgrade(server.addr, Some(4096));
+    let server = FanoutProcess::start_embedded(&["--max-client-msgs-per-sec", RATE]);
+    let mut stream = raw::public_connection(server.addr, Some(4096));
     stream
         .set_write_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
@@ -63,11 +63,11 @@ fn echoes_of_a_growing_set_never_read_close_with_1013() {
         }
     }
     // Not reading until the server has given up on us.
-    server.wait_metric("fanout_slow_consumer_disconnects_total", Duration::from_secs(30), |n| {
+    server.wait_metric_within("fanout_slow_consumer_disconnects_total", Duration::from_secs(30), |n| {
         n == 1.0
     });
     let mut replies = 0;
-    let code = raw::read_until_close(&mut stream, |_, _| replies += 1);
+    let code = raw::read_until_close(&mut stream, |_| replies += 1);
     let grown = server.usage().peak_rss_bytes.saturating_sub(before.rss_bytes);
     eprintln!(
         "256 growing subscribes never read: {replies} replies, then close {code:?}; peak RSS +{} KiB",

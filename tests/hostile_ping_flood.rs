@@ -9,8 +9,8 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::hostile_process::{EngineProcess, MIB};
-use common::hostile_raw::{self as raw, opcode};
+use common::process::{FanoutProcess, MIB};
+use common::raw::{self, opcode};
 
 /// Pings per write, and writes: 512k pings with 125-byte payloads (67 MB).
 const PINGS_PER_WRITE: usize = 8_000;
@@ -18,9 +18,9 @@ const WRITES: usize = 64;
 
 #[test]
 fn a_ping_flood_never_read_holds_one_pong_per_connection() {
-    let server = EngineProcess::start(&[]);
+    let server = FanoutProcess::start_embedded(&[]);
     // A small receive buffer: the kernel holds little, the server the rest.
-    let mut stream = raw::upgrade(server.addr, Some(4096));
+    let mut stream = raw::public_connection(server.addr, Some(4096));
     stream
         .set_write_timeout(Some(Duration::from_secs(120)))
         .expect("timeout");
@@ -38,7 +38,7 @@ fn a_ping_flood_never_read_holds_one_pong_per_connection() {
         .expect("sentinel");
     let mut pongs = 0;
     loop {
-        let (op, payload) = raw::read_frame(&mut stream).expect("the connection stays open");
+        let raw::ServerFrame { opcode: op, payload } = raw::read_frame(&mut stream).expect("the connection stays open");
         match op {
             opcode::PONG => pongs += 1,
             opcode::TEXT if payload.starts_with(br#"{"type":"pong""#) => break,

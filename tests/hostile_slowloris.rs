@@ -10,15 +10,15 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::hostile_process::{EngineProcess, MIB};
-use common::hostile_raw as raw;
+use common::process::{FanoutProcess, MIB};
+use common::raw;
 
 /// Concurrent dribbling connections.
 const DRIBBLERS: usize = 1_000;
 
 #[test]
 fn dribbling_heads_are_cut_off_at_the_handshake_timeout() {
-    let server = EngineProcess::start(&["--handshake-timeout", "2s"]);
+    let server = FanoutProcess::start_embedded(&["--handshake-timeout", "2s"]);
     let before = server.usage();
     server.reset_peak();
     let mut open: Vec<TcpStream> = (0..DRIBBLERS)
@@ -69,10 +69,10 @@ fn dribbling_heads_are_cut_off_at_the_handshake_timeout() {
 
 #[test]
 fn a_full_size_head_sent_byte_by_byte_still_upgrades() {
-    let server = EngineProcess::start(&[]);
+    let server = FanoutProcess::start_embedded(&[]);
     // Just under --max-header-bytes (8 KiB), in one-byte writes.
     let padding = format!("X-Pad: {}\r\n", "a".repeat(7_600));
-    let head = [&raw::UPGRADE[..raw::UPGRADE.len() - 2], padding.as_bytes(), b"\r\n"].concat();
+    let head = raw::upgrade_request(raw::PUBLIC_PATH, &padding).into_bytes();
     assert!(head.len() < 8 * 1024);
     let mut stream = TcpStream::connect(server.addr).expect("connect");
     stream.set_nodelay(true).expect("nodelay");

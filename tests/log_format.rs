@@ -7,24 +7,24 @@ mod common;
 
 use std::time::Duration;
 
-use common::binary::FanoutProcess;
-use common::{Producer, connect};
+use common::connect;
+use common::process::FanoutProcess;
+use common::producer::Producer;
 use serde_json::{Map, Value};
 
 /// Runs the binary with `extra` flags through a few events of note (start
 /// without Redis or an Origin list, a record that is not JSON, a refused
 /// admin upgrade, SIGTERM) and returns its log.
 fn log_of_a_short_run(extra: &[&str]) -> String {
-    let mut args = vec!["--kafka-brokers", "embedded", "--no-pin", "--shards", "1"];
-    args.extend(["--listen", "127.0.0.1", "--port", "0"]);
+    let mut args = vec!["--kafka-brokers", "embedded", "--shards", "1", "--port", "0"];
     args.extend_from_slice(extra);
-    let mut process = FanoutProcess::start(&args, &[("RUST_LOG", "info")]);
+    let mut process = FanoutProcess::start_with_env(&args, &[("RUST_LOG", "info")]);
     process.wait_ready();
     let producer = Producer::new(process.embedded_bootstrap.as_deref().expect("embedded broker"));
     producer.produce_keyed("booking.created", None, b"{not json");
     process.wait_metric("fanout_events_skipped_total", |v| v == 1.0);
     assert_eq!(connect(process.addr, "/ws", &[]).err(), Some(503));
-    process.terminate();
+    process.signal(libc::SIGTERM);
     let status = process.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
     process.log()

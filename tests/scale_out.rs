@@ -14,10 +14,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::haproxy::{CHECK_INTERVAL, Haproxy};
-use common::process::{FanoutProcess, log_event, public_client};
+use common::process::FanoutProcess;
 use common::producer::Producer;
 use common::tansu::TansuBroker;
-use common::{Client, PATIENCE, Received, booking, free_port};
+use common::{Client, PATIENCE, Received, booking, free_port, public_client_at};
 use serde_json::json;
 
 const TOPICS: [&str; 2] = ["booking.created", "booking.cancelled"];
@@ -58,7 +58,9 @@ fn instance(bootstrap: &str, port: u16) -> FanoutProcess {
 
 /// The consumer group the instance commits under, from its start-up log.
 fn group_of(instance: &FanoutProcess) -> String {
-    let serving = log_event(&instance.log(), "fanout serving").expect("the start-up line is logged");
+    let serving = instance
+        .log_event("fanout serving")
+        .expect("the start-up line is logged");
     serving["group"].as_str().expect("group field").to_string()
 }
 
@@ -76,8 +78,8 @@ fn produce_round(producer: &Producer, first: u32) -> (BTreeSet<u32>, usize) {
     let mut next = first;
     for topic in TOPICS {
         for partition in 0..PARTITIONS {
-            producer.send(topic, partition, &booking("C1", next));
-            producer.send(topic, partition, &booking("C2", next));
+            producer.produce_to_partition(topic, partition, &booking("C1", next));
+            producer.produce_to_partition(topic, partition, &booking("C2", next));
             expected.insert(next);
             next += 1;
             records += 2;
@@ -88,7 +90,7 @@ fn produce_round(producer: &Producer, first: u32) -> (BTreeSet<u32>, usize) {
         .flat_map(|topic| (0..PARTITIONS).map(move |p| (*topic, p)))
         .enumerate()
     {
-        producer.send(topic, partition, &booking("C1", SENTINEL + i as u32));
+        producer.produce_to_partition(topic, partition, &booking("C1", SENTINEL + i as u32));
         records += 1;
     }
     (expected, records)
@@ -164,7 +166,7 @@ fn instances_behind_haproxy_deliver_everything_drain_and_resume() {
     let mut on_a = Vec::new();
     for i in 0..4 {
         let before = connections(&a);
-        clients.push(subscribed(public_client(lb.addr())));
+        clients.push(subscribed(public_client_at(lb.addr())));
         if connections(&a) > before {
             on_a.push(i);
         }
@@ -214,7 +216,7 @@ fn instances_behind_haproxy_deliver_everything_drain_and_resume() {
     // They reconnect through the balancer, land on B and resubscribe; B
     // delivers what is produced from then on to all four.
     for &i in &on_a {
-        clients[i] = subscribed(public_client(lb.addr()));
+        clients[i] = subscribed(public_client_at(lb.addr()));
     }
     assert_eq!(connections(&b), 4.0, "every client is on B now");
     let (expected, produced_while_down) = produce_round(&producer, 200);
@@ -245,7 +247,7 @@ fn instances_behind_haproxy_deliver_everything_drain_and_resume() {
 
     // Back in the balancer: the next client goes to the emptier A.
     lb.wait_status("fanout1", "UP", checks);
-    clients.push(subscribed(public_client(lb.addr())));
+    clients.push(subscribed(public_client_at(lb.addr())));
     assert_eq!(connections(&a), 1.0);
     let (expected, _) = produce_round(&producer, 300);
     assert_exactly_once(&mut clients, &expected);

@@ -12,10 +12,10 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::binary::FanoutProcess;
-use common::process::{self, public_client};
+use common::process::FanoutProcess;
+use common::producer::Producer;
 use common::raw::{frames_after_upgrade, read_to_close, text_frame, upgraded};
-use common::{Producer, TestEngine, booking, own_broker};
+use common::{TestEngine, booking, own_broker};
 use serde_json::json;
 
 /// How long a process may take to exit after SIGTERM with
@@ -26,10 +26,10 @@ const EXIT_LIMIT: Duration = Duration::from_secs(4);
 /// The binary on the embedded broker, ready: one shard, `--drain-timeout 1s`,
 /// and `extra` flags.
 fn start_process(extra: &[&str]) -> FanoutProcess {
-    let mut args = vec!["--kafka-brokers", "embedded", "--no-pin", "--shards", "1"];
-    args.extend(["--listen", "127.0.0.1", "--port", "0", "--drain-timeout", "1s"]);
+    let mut args = vec!["--kafka-brokers", "embedded", "--shards", "1"];
+    args.extend(["--port", "0", "--drain-timeout", "1s"]);
     args.extend_from_slice(extra);
-    let process = FanoutProcess::start(&args, &[]);
+    let process = FanoutProcess::start(&args);
     // Records produced before this could fall before the start offsets.
     process.wait_ready();
     process
@@ -52,7 +52,7 @@ fn sigterm_closes_clients_with_1001_and_exits_zero() {
     let (mut ws, _) = tungstenite::connect(&url).expect("connect");
     assert!(matches!(ws.read().expect("connected"), tungstenite::Message::Text(_)));
 
-    process.terminate();
+    process.signal(libc::SIGTERM);
     let code = loop {
         match ws.read() {
             Ok(tungstenite::Message::Close(frame)) => break frame.map(|f| u16::from(f.code)),
@@ -82,7 +82,7 @@ fn a_client_that_does_not_read_gets_1001_after_its_events() {
     // All queued to the client; a few KiB fit in the socket buffers.
     process.wait_metric("fanout_messages_delivered_total", |v| v == f64::from(events));
 
-    process.terminate();
+    process.signal(libc::SIGTERM);
     // The client neither reads nor answers the close: the server waits for
     // it until the drain timeout, then exits.
     let status = process.wait_exit(EXIT_LIMIT);
@@ -121,7 +121,7 @@ fn a_client_that_does_not_read_does_not_hold_up_the_exit() {
     }
     process.wait_metric("fanout_messages_delivered_total", |v| v == f64::from(events));
 
-    process.terminate();
+    process.signal(libc::SIGTERM);
     let status = process.wait_exit(EXIT_LIMIT);
     assert!(status.success(), "{status:?}");
 
@@ -243,7 +243,7 @@ fn a_lost_broker_is_retried_and_delivery_resumes() {
 #[test]
 fn sigterm_turns_readyz_503_at_once_and_serves_through_the_grace() {
     // See: #9
-    let mut fanout = process::FanoutProcess::start(&[
+    let mut fanout = FanoutProcess::start(&[
         "--kafka-brokers",
         "embedded",
         "--shards",
@@ -256,7 +256,7 @@ fn sigterm_turns_readyz_503_at_once_and_serves_through_the_grace() {
         "2s",
     ]);
     fanout.wait_ready();
-    let mut before = public_client(fanout.addr);
+    let mut before = fanout.public_client();
     fanout.signal(libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(2);
     while fanout.http_get("/readyz") != (503, "shutting down\n".to_string()) {
@@ -269,7 +269,7 @@ fn sigterm_turns_readyz_503_at_once_and_serves_through_the_grace() {
     }
     // The grace (60 s) is far from over: still alive, still upgrading.
     assert_eq!(fanout.http_get("/healthz").0, 200);
-    let mut during = public_client(fanout.addr);
+    let mut during = fanout.public_client();
     before.send_json(json!({"type": "subscribe", "filters": {"course_id": "C1"}}));
     assert_eq!(before.recv_json()["type"], "subscribed");
 

@@ -56,14 +56,14 @@ fn a_missing_topic_is_reported_and_read_from_its_beginning_once_created() {
     let mut client = test.public_client();
     client.subscribe(json!({"course_id": "C1"}));
     let producer = Producer::new(&broker.bootstrap());
-    producer.send("booking.created", 0, &booking("C1", 1));
+    producer.produce_to_partition("booking.created", 0, &booking("C1", 1));
     assert_eq!(client.recv_json()["slots_remaining"], 1);
 
     // Created, and written to at once: the instance finds it on a later
     // lookup and reads it from offset 0, so nothing is lost in between.
     broker.create_topic("booking.cancelled", 3);
     for partition in 0..3 {
-        producer.send("booking.cancelled", partition, &booking("C1", 10 + partition as u32));
+        producer.produce_to_partition("booking.cancelled", partition, &booking("C1", 10 + partition as u32));
     }
     // Usually still 2 here: all written before the topic was picked up
     // (else the test shows less, but cannot fail for it).

@@ -1,10 +1,20 @@
 //! Test harness: the real engine on loopback, real Kafka, real WebSockets.
 //!
-//! [`TestEngine`] starts fanout in process on `127.0.0.1:0` with the embedded
-//! broker (librdkafka's mock cluster) or a given one, and produces records
-//! with a real rdkafka producer. [`Client`] is a tungstenite client over a
-//! real socket; [`raw`] speaks the upgrade and frames by hand for clients
-//! that misbehave on purpose.
+//! Every integration test (`tests/*.rs`, one behaviour per file) declares
+//! `mod common;` and picks what it needs; each test owns everything it
+//! starts, and Drop stops it. One module per thing a test talks to:
+//!
+//! - here: [`TestEngine`], fanout in this process on `127.0.0.1:0` with the
+//!   embedded broker (librdkafka's mock cluster) or a given one; [`Client`],
+//!   a tungstenite client over a real socket; the sentinel protocol below;
+//!   and what works on any fanout at an address (HTTP, metrics, readiness).
+//! - [`process`]: the `fanout` binary as a child process (`FanoutProcess`).
+//! - [`raw`]: the WebSocket upgrade and frames by hand, for clients that
+//!   misbehave on purpose.
+//! - [`producer`]: the Kafka producer and offset reads (`Producer`).
+//! - [`redis_server`], [`tansu`], [`haproxy`]: the real Redis, Kafka-protocol
+//!   broker and load balancer as child processes; [`admin`]: admin sessions
+//!   on that Redis.
 //!
 //! "Nothing arrives" is never judged by waiting: a test produces a sentinel
 //! event after the records that must not reach a client
@@ -17,10 +27,7 @@
 #![allow(dead_code)]
 
 pub mod admin;
-pub mod binary;
 pub mod haproxy;
-pub mod hostile_process;
-pub mod hostile_raw;
 pub mod process;
 pub mod producer;
 pub mod raw;
@@ -38,12 +45,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use fanout::ingest::embedded::EmbeddedBroker;
 use fanout::{Cli, Config, Engine};
-use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use serde_json::{Value, json};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, WebSocket};
+
+use self::producer::Producer;
 
 /// How long a test waits for something that should happen.
 pub const PATIENCE: Duration = Duration::from_secs(5);
@@ -109,18 +116,7 @@ impl TestEngine {
 
     /// Waits until `/readyz` answers 200.
     pub fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if self.http_get("/readyz").0 == 200 {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "engine never became ready: {:?}",
-                self.http_get("/readyz")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_ready_at(self.addr, String::new);
     }
 
     /// Produces one record and waits until the broker has it.
@@ -176,14 +172,12 @@ impl TestEngine {
 
     /// A plain HTTP GET: (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
-        http_request(self.addr, &format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"))
+        http_get(self.addr, path)
     }
 
     /// `/metrics` as text.
     pub fn metrics(&self) -> String {
-        let (status, body) = self.http_get("/metrics");
-        assert_eq!(status, 200);
-        body
+        metrics_at(self.addr)
     }
 
     /// The value of one metric line (exact name with labels), summed when
@@ -194,7 +188,7 @@ impl TestEngine {
 
     /// Waits until `metric(name)` satisfies `check`.
     pub fn wait_metric(&self, name: &str, check: impl Fn(f64) -> bool) -> f64 {
-        wait_metric_at(self.addr, name, check, String::new)
+        wait_metric_at(self.addr, name, PATIENCE, check, String::new)
     }
 
     /// Stops the engine gracefully (SPEC §10).
@@ -210,73 +204,6 @@ impl Drop for TestEngine {
         if let Some(engine) = self.engine.take() {
             let _ = engine.shutdown();
         }
-    }
-}
-
-/// A real rdkafka producer that waits for each record's acknowledgement.
-pub struct Producer {
-    producer: BaseProducer,
-    /// Records acknowledged so far.
-    count: Cell<u64>,
-}
-
-impl Producer {
-    /// A producer into the broker at `bootstrap`, tuned to send at once.
-    pub fn new(bootstrap: &str) -> Producer {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("linger.ms", "0")
-            .set("socket.nagle.disable", "true")
-            .create()
-            .expect("producer");
-        Producer {
-            producer,
-            count: Cell::new(0),
-        }
-    }
-
-    /// Produces a JSON value.
-    pub fn produce_json(&self, topic: &str, value: &Value) {
-        self.produce_keyed(topic, None, value.to_string().as_bytes());
-    }
-
-    /// Produces raw bytes with an optional key.
-    pub fn produce_keyed(&self, topic: &str, key: Option<&str>, value: &[u8]) {
-        let mut record = BaseRecord::<str, [u8]>::to(topic).payload(value);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        self.send(record);
-    }
-
-    /// Produces a JSON value into one partition.
-    pub fn produce_to_partition(&self, topic: &str, partition: i32, value: &Value) {
-        let value = value.to_string();
-        self.send(
-            BaseRecord::<str, [u8]>::to(topic)
-                .partition(partition)
-                .payload(value.as_bytes()),
-        );
-    }
-
-    /// Records produced (and acknowledged) so far.
-    pub fn count(&self) -> u64 {
-        self.count.get()
-    }
-
-    /// Sends one record and waits until the broker has it.
-    fn send(&self, record: BaseRecord<'_, str, [u8]>) {
-        self.producer
-            .send(record)
-            .map_err(|(err, _)| err)
-            .expect("enqueue record");
-        // `flush` polls in 100 ms steps; poll finely to see the ack promptly.
-        let deadline = Instant::now() + PATIENCE;
-        while self.producer.in_flight_count() > 0 {
-            assert!(Instant::now() < deadline, "broker never acknowledged the record");
-            self.producer.poll(Duration::from_millis(1));
-        }
-        self.count.set(self.count.get() + 1);
     }
 }
 
@@ -330,13 +257,72 @@ pub fn own_broker(partitions: i32, group: &'static str, extra: &[&'static str]) 
     (broker, args)
 }
 
-/// Waits until metric `name` of the engine at `addr` satisfies `check`;
-/// on failure, shows every metric and then `context()`.
-pub fn wait_metric_at(addr: SocketAddr, name: &str, check: impl Fn(f64) -> bool, context: impl Fn() -> String) -> f64 {
-    let deadline = Instant::now() + PATIENCE;
+// What follows works on any fanout at `addr`: a `TestEngine` in this
+// process or a `process::FanoutProcess`; their methods of the same names
+// call these. `context` adds to a failure message (a child's log).
+
+/// A plain HTTP GET to the fanout at `addr`: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, &format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"))
+}
+
+/// `/metrics` of the fanout at `addr`, as text.
+pub fn metrics_at(addr: SocketAddr) -> String {
+    let (status, body) = http_get(addr, "/metrics");
+    assert_eq!(status, 200, "GET /metrics");
+    body
+}
+
+/// Waits until `/readyz` of the fanout at `addr` answers 200 (at most 30 s:
+/// the first partition assignment can be slow on a loaded machine).
+pub fn wait_ready_at(addr: SocketAddr, context: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, text) = http_request(addr, "GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n");
-        assert_eq!(status, 200, "GET /metrics");
+        let (status, body) = http_get(addr, "/readyz");
+        if status == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never became ready: {status} {body}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits up to `patience` until metric `name` of the fanout at `addr`
+/// satisfies `check`; on failure, shows every metric and then `context()`.
+///
+/// Polls every 20 ms; on a wait longer than [`PATIENCE`], every 50 ms: the
+/// long waits are those of the `hostile_*` tests, which measure the
+/// server's shard CPU, and every scrape is served by a shard.
+pub fn wait_metric_at(
+    addr: SocketAddr,
+    name: &str,
+    patience: Duration,
+    check: impl Fn(f64) -> bool,
+    context: impl Fn() -> String,
+) -> f64 {
+    let poll = if patience > PATIENCE {
+        Duration::from_millis(50)
+    } else {
+        Duration::from_millis(20)
+    };
+    let deadline = Instant::now() + patience;
+    loop {
+        // A scrape the engine could not answer in time (a shard busy with
+        // thousands of upgrades) is "not yet", until the wait's own limit.
+        let (status, text) = http_get(addr, "/metrics");
+        if status != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "GET /metrics answered {status} until the end of the wait; {}",
+                context()
+            );
+            std::thread::sleep(poll);
+            continue;
+        }
         let value = metric_value(&text, name);
         if check(value) {
             return value;
@@ -346,7 +332,7 @@ pub fn wait_metric_at(addr: SocketAddr, name: &str, check: impl Fn(f64) -> bool,
             "metric {name} stuck at {value}; every metric:\n{text}\n{}",
             context()
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(poll);
     }
 }
 

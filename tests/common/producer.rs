@@ -1,11 +1,17 @@
-//! The Kafka side of the multi-instance tests: produce to chosen partitions,
-//! read watermarks and a consumer group's committed offsets.
+//! The tests' Kafka client: a real rdkafka producer that waits for every
+//! record's acknowledgement, and the broker-side reads the multi-instance
+//! tests check offsets with (high watermarks, a group's committed offsets).
 //!
-//! A real rdkafka producer and an unsubscribed consumer per query, against
-//! whatever broker the test started (tansu, or the embedded mock). The
-//! committed offsets are read the way an instance resolves its start
-//! (OffsetFetch for the group), without joining the group.
+//! Used by [`super::TestEngine`] (every record it produces), by tests that
+//! produce into a broker of their own (tansu, an [`super::own_broker`], a
+//! fanout child's embedded broker) and by those that check what an instance
+//! committed. Each test owns its producer; nothing is shared between tests.
+//!
+//! Invariant: when a `produce_*` call returns, the broker has the record
+//! (acknowledged, not merely queued), and [`Producer::count`] includes it;
+//! so a test may wait for the engine to have consumed `count` records.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -20,12 +26,14 @@ use super::PATIENCE;
 pub struct Producer {
     bootstrap: String,
     producer: BaseProducer,
+    /// Records acknowledged so far.
+    count: Cell<u64>,
 }
 
 impl Producer {
-    /// A producer into `bootstrap`.
+    /// A producer into the broker at `bootstrap`, tuned to send at once.
     pub fn new(bootstrap: &str) -> Producer {
-        let producer: BaseProducer = ClientConfig::new()
+        let producer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("linger.ms", "0")
             .set("socket.nagle.disable", "true")
@@ -34,22 +42,37 @@ impl Producer {
         Producer {
             bootstrap: bootstrap.to_string(),
             producer,
+            count: Cell::new(0),
         }
     }
 
-    /// Produces `value` to `topic`'s `partition` and waits for the ack.
-    pub fn send(&self, topic: &str, partition: i32, value: &Value) {
-        let payload = value.to_string();
-        let record = BaseRecord::<(), str>::to(topic).partition(partition).payload(&payload);
-        self.producer
-            .send(record)
-            .map_err(|(err, _)| err)
-            .expect("enqueue record");
-        let deadline = Instant::now() + PATIENCE;
-        while self.producer.in_flight_count() > 0 {
-            assert!(Instant::now() < deadline, "broker never acknowledged the record");
-            self.producer.poll(Duration::from_millis(1));
+    /// Produces a JSON value (the partitioner picks the partition).
+    pub fn produce_json(&self, topic: &str, value: &Value) {
+        self.produce_keyed(topic, None, value.to_string().as_bytes());
+    }
+
+    /// Produces raw bytes with an optional key (one key: one partition).
+    pub fn produce_keyed(&self, topic: &str, key: Option<&str>, value: &[u8]) {
+        let mut record = BaseRecord::<str, [u8]>::to(topic).payload(value);
+        if let Some(key) = key {
+            record = record.key(key);
         }
+        self.send(record);
+    }
+
+    /// Produces a JSON value into one partition of `topic`.
+    pub fn produce_to_partition(&self, topic: &str, partition: i32, value: &Value) {
+        let value = value.to_string();
+        self.send(
+            BaseRecord::<str, [u8]>::to(topic)
+                .partition(partition)
+                .payload(value.as_bytes()),
+        );
+    }
+
+    /// Records produced (and acknowledged) so far.
+    pub fn count(&self) -> u64 {
+        self.count.get()
     }
 
     /// The high watermark (next offset) of partitions `0..count` of `topic`.
@@ -66,7 +89,8 @@ impl Producer {
     }
 
     /// Group `group`'s committed offset of partitions `0..count` of `topic`
-    /// (-1: none).
+    /// (-1: none), read the way an instance resolves its start (OffsetFetch
+    /// for the group) without joining the group.
     pub fn committed(&self, group: &str, topic: &str, count: i32) -> Vec<i64> {
         let consumer = self.consumer(group);
         let mut asked = TopicPartitionList::new();
@@ -100,6 +124,22 @@ impl Producer {
         }
     }
 
+    /// Sends one record and waits until the broker has it.
+    fn send(&self, record: BaseRecord<'_, str, [u8]>) {
+        self.producer
+            .send(record)
+            .map_err(|(err, _)| err)
+            .expect("enqueue record");
+        // `flush` polls in 100 ms steps; poll finely to see the ack promptly.
+        let deadline = Instant::now() + PATIENCE;
+        while self.producer.in_flight_count() > 0 {
+            assert!(Instant::now() < deadline, "broker never acknowledged the record");
+            self.producer.poll(Duration::from_millis(1));
+        }
+        self.count.set(self.count.get() + 1);
+    }
+
+    /// An unsubscribed consumer in `group`, for one query; it never commits.
     fn consumer(&self, group: &str) -> BaseConsumer {
         ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)

@@ -6,7 +6,8 @@
 //! (`Bytes`, refcount only), and after a batch of events each touched
 //! connection is written once with a vectored, non-blocking `sendmsg`, so
 //! several events to one socket cost one syscall. A socket that would block
-//! is left to its own task; the shard never waits on one socket (SPEC §7).
+//! is written again when it reports room (`task`); the shard never waits on
+//! one socket (SPEC §7).
 //!
 //! Everything queued to a connection counts against `--max-pending-bytes`
 //! (SPEC §7): an event or a reply that would take the queue over it closes
@@ -86,7 +87,7 @@ impl Shard {
     }
 
     /// Writes what is queued on every connection touched since the last
-    /// flush. Sockets that would block are handed to their tasks.
+    /// flush. Sockets that would block wait for room (`Conn::blocked`).
     /// Then checks the budget (`check_budget`).
     pub fn flush_dirty(&self) {
         self.write_dirty();
@@ -113,7 +114,6 @@ impl Shard {
                 Ok((n, Flushed::WouldBlock)) => {
                     written += n;
                     conn.blocked = true;
-                    conn.wake();
                 }
                 Err(_) => failed.push(id),
             }

@@ -3,18 +3,19 @@
 //!
 //! Plain data owned by the shard's slab (`Shard::conns`); every method of the
 //! shard that touches a connection goes through it. The connection's socket
-//! lives here too, so no other copy of its file descriptor exists: when the
-//! `Conn` (or its stream) is dropped, nothing can write to that fd again.
+//! lives here too, a plain non-blocking fd (its readiness comes from the
+//! shard's epoll set, `poller`), so no other copy of its file descriptor
+//! exists: when the `Conn` (or its stream) is dropped, nothing can write to
+//! that fd again. At rest a connection costs this struct, its filters and
+//! its index entries; nothing else is allocated for it.
 //! Invariant: `close.is_some()` from the moment a close is requested; from
 //! then on the connection is in no index and nothing new is queued to it.
 //! What a connection holds (its queue, its partial input) is tallied in the
 //! shard's `Held` (see `budget`) whenever it changes.
 
+use std::net::TcpStream;
 use std::num::NonZeroU64;
-use std::task::Waker;
 use std::time::Duration;
-
-use glommio::net::TcpStream;
 
 use super::Role;
 use super::limiter::Limiter;
@@ -112,8 +113,8 @@ pub struct Conn {
     pub role: Role,
     /// Admin session id, re-checked periodically.
     pub session_id: Option<Box<str>>,
-    /// The socket. Taken by the close path, which then owns it until the
-    /// connection is removed.
+    /// The socket, non-blocking. Taken by the close path, which then owns it
+    /// until the connection is removed.
     pub(super) stream: Option<TcpStream>,
     /// Current filters (mirrored in the index).
     pub filters: Filters,
@@ -123,7 +124,8 @@ pub struct Conn {
     pub(super) outbox: Outbox,
     /// In the shard's dirty list.
     pub(super) dirty: bool,
-    /// The socket would block: the connection task owns the next write.
+    /// The socket would block: the next write waits for it to be writable
+    /// (the I/O task's, `task`).
     pub(super) blocked: bool,
     /// Input that arrived in pieces; `None` (no allocation) at rest.
     pub(super) partial: Option<Box<Partial>>,
@@ -139,8 +141,6 @@ pub struct Conn {
     pub(super) stamp: u64,
     /// Close requested.
     pub(super) close: Option<Close>,
-    /// Wakes the connection task.
-    pub(super) waker: Option<Waker>,
 }
 
 impl Conn {
@@ -163,7 +163,6 @@ impl Conn {
             limiter: Limiter::new(now),
             stamp: 0,
             close: None,
-            waker: None,
         }
     }
 
@@ -171,12 +170,5 @@ impl Conn {
     /// partial input.
     pub(super) fn held_bytes(&self) -> usize {
         self.outbox.pending_bytes() + self.partial.as_ref().map_or(0, |p| p.held_bytes())
-    }
-
-    /// Wakes the connection's task, if it waits.
-    pub(super) fn wake(&mut self) {
-        if let Some(waker) = self.waker.take() {
-            waker.wake();
-        }
     }
 }

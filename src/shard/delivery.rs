@@ -7,7 +7,8 @@
 //! refcount only), and each touched connection is then written once with a
 //! vectored, non-blocking `sendmsg`, so every event queued to a socket since
 //! its last write costs one syscall together. A socket that would block is
-//! left to its own task; the shard never waits on one socket (SPEC §7).
+//! written again when it reports room (`task`); the shard never waits on
+//! one socket (SPEC §7).
 //!
 //! Everything queued to a connection counts against `--max-pending-bytes`
 //! (SPEC §7): an event or a reply that would take the queue over it closes
@@ -90,9 +91,9 @@ impl Shard {
     }
 
     /// Writes what is queued on every connection touched since the last
-    /// flush. Sockets that would block are handed to their tasks. Then
-    /// checks the budget (`check_budget`) and records the latency of every
-    /// event queued since the last flush.
+    /// flush. Sockets that would block wait for room (`Conn::blocked`).
+    /// Then checks the budget (`check_budget`) and records the latency of
+    /// every event queued since the last flush.
     pub fn flush_dirty(&self) {
         self.write_dirty();
         self.check_budget();
@@ -128,7 +129,6 @@ impl Shard {
                 Ok((n, Flushed::WouldBlock)) => {
                     written += n;
                     conn.blocked = true;
-                    conn.wake();
                 }
                 Err(_) => failed.push(id),
             }

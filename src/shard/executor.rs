@@ -1,8 +1,9 @@
 //! Starts a shard: a glommio executor pinned to its core, and its tasks.
 //!
 //! glommio (=0.9.0, its last release) is confined to `shard/`: this file,
-//! the listener, the connection task and the inbox's park. The shard's main
-//! task runs the inbox loop; beside it run the listener, the heartbeat
+//! the listener, the close task and the parks of the inbox and the poller.
+//! The shard's main task runs the inbox loop; beside it run the listener,
+//! the I/O task (`task`, fed by the shard's poller thread), the heartbeat
 //! ticker and, with Redis, the session re-check. When the inbox disconnects
 //! (shutdown), the shard stops accepting, closes every client with 1001,
 //! waits for them up to `--drain-timeout`, and ends.
@@ -280,6 +281,14 @@ async fn run(start: ShardStart, started: SyncSender<()>, gate: Arc<StartGate>) {
         ..
     } = start;
     let _running = Running::new(shared.readiness.clone());
+    // Before `started`: a shard that cannot watch sockets does not start.
+    let (poller, ready) = match super::poller::poller(id.0) {
+        Ok(poller) => poller,
+        Err(err) => {
+            tracing::error!(shard = id.0, error = %err, "cannot start the shard's epoll set");
+            return;
+        }
+    };
     let _ = started.send(());
     drop(started);
     if !gate.pass().await {
@@ -290,12 +299,13 @@ async fn run(start: ShardStart, started: SyncSender<()>, gate: Arc<StartGate>) {
         let client = RedisClient::new(url, auth.redis_timeout).expect("the Redis URL was checked at startup");
         Box::new(client) as Box<dyn SessionStore>
     });
-    let shard = Shard::new(id, config, shared, sessions);
+    let shard = Shard::new(id, config, shared, sessions, poller);
     // SAFETY: `listener` is an owned, bound and listening TCP socket.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) };
     let accept = glommio::spawn_local(super::listener::run(shard.clone(), listener));
     let ticker = glommio::spawn_local(tick(shard.clone()));
     let recheck = glommio::spawn_local(recheck_sessions(shard.clone()));
+    let io = glommio::spawn_local(super::task::run(shard.clone(), ready));
 
     deliver_from(&shard, &mut inbox).await;
 
@@ -311,6 +321,7 @@ async fn run(start: ShardStart, started: SyncSender<()>, gate: Arc<StartGate>) {
     while shard.connection_count() > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
+    drop(io);
     drop(ticker);
     drop(recheck);
     tracing::debug!(shard = id.0, left = shard.connection_count(), "shard stopped");

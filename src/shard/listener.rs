@@ -37,12 +37,12 @@ pub async fn run(shard: Rc<Shard>, listener: TcpListener) {
     }
 }
 
-/// Answers one request; an upgraded connection continues in a task of its
-/// own, so none of the handshake's state (head buffer, parsed headers) stays
-/// allocated for the connection's lifetime.
+/// Answers one request; an upgraded connection continues on the shard's
+/// I/O task, so none of the handshake's state (head buffer, parsed headers)
+/// stays allocated for the connection's lifetime.
 async fn handshake(shard: Rc<Shard>, stream: TcpStream) {
     if let Some((id, leftover)) = upgrade(&shard, stream).await {
-        glommio::spawn_local(task::serve(shard, id, leftover)).detach();
+        task::serve(&shard, id, leftover);
     }
 }
 
@@ -144,7 +144,7 @@ async fn upgrade(shard: &Rc<Shard>, mut stream: TcpStream) -> Option<Upgraded> {
     .encode();
     greeting.put_slice(&frame::text(&connected));
     let session_id = session.map(|s| s.session_id);
-    let id = shard.register(serial, role, stream, session_id, greeting.freeze());
+    let id = shard.register(serial, role, stream, session_id, greeting.freeze())?;
     Some((id, leftover))
 }
 

@@ -3,8 +3,11 @@
 //! A shard runs on one glommio executor pinned to a core and owns everything
 //! here: `Rc`, `Cell` and `RefCell`, never a lock. Its tasks (started by
 //! `executor`) are the inbox loop (events from ingest -> [`Shard::deliver`]),
-//! the listener (accept, HTTP, upgrade), one task per connection (`task`),
-//! the heartbeat ticker and, with a session store, the session re-check.
+//! the listener (accept, HTTP, upgrade), the I/O task (client input and
+//! blocked writes of every connection, as the shard's epoll set reports them:
+//! `task`, `poller`), one task per closing connection, the heartbeat ticker
+//! and, with a session store, the session re-check. Beside the executor runs
+//! the shard's poller thread, blocked in `epoll_wait`.
 //!
 //! The shard's behaviour is split by concern, one `impl Shard` per file:
 //! `delivery` (events to sockets, flushing), `input` (client bytes to
@@ -29,11 +32,12 @@ mod limiter;
 mod listener;
 mod outbox;
 mod pacer;
+mod poller;
 mod subscriptions;
 mod task;
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -44,6 +48,7 @@ use hdrhistogram::Histogram;
 use slab::Slab;
 
 pub use self::conn::{Close, Conn, Millis};
+use self::poller::Poller;
 use crate::auth::SessionStore;
 use crate::config::ShardConfig;
 use crate::metrics::{Registry, ShardMetrics, new_latency_histogram};
@@ -123,22 +128,28 @@ pub struct Shard {
     stamp: Cell<u64>,
     next_serial: Cell<u64>,
     ping_frame: Bytes,
+    /// This shard's epoll set (connection readiness).
+    poller: Poller,
+    /// The shard itself, for the tasks it starts (closes).
+    me: Weak<Shard>,
 }
 
 /// Size of the shared receive scratch buffer.
 const SCRATCH_BYTES: usize = 64 * 1024;
 
 impl Shard {
-    /// Creates the shard's state. Must run on the shard's own executor.
+    /// Creates the shard's state around its epoll set (see [`poller`]).
+    /// Must run on the shard's own executor.
     pub fn new(
         id: ShardId,
         config: ShardConfig,
         shared: Arc<Shared>,
         sessions: Option<Box<dyn SessionStore>>,
+        poller: Poller,
     ) -> Rc<Shard> {
         let metrics = shared.registry.shards[id.0 as usize].clone();
         let budget_share = config.max_total_pending_bytes / shared.registry.shards.len().max(1);
-        Rc::new(Shard {
+        Rc::new_cyclic(|me| Shard {
             id,
             config,
             shared,
@@ -156,6 +167,8 @@ impl Shard {
             stamp: Cell::new(0),
             next_serial: Cell::new(0),
             ping_frame: frame::ping(),
+            poller,
+            me: me.clone(),
         })
     }
 
@@ -173,7 +186,9 @@ impl Shard {
 
     /// Registers an upgraded connection whose first outbound bytes are
     /// `greeting` (the 101 response and the `connected` message), and
-    /// flushes it.
+    /// flushes it; [`task::serve`] then starts serving it. `None`, with the
+    /// connection counted out and nothing sent, when its socket cannot be
+    /// taken over from glommio (out of file descriptors).
     fn register(
         &self,
         serial: u64,
@@ -181,7 +196,15 @@ impl Shard {
         stream: TcpStream,
         session_id: Option<Box<str>>,
         greeting: Bytes,
-    ) -> ConnId {
+    ) -> Option<ConnId> {
+        let stream = match task::adopt(stream) {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::warn!(shard = self.id.0, error = %err, "cannot take over an upgraded socket");
+                self.shared.connection_count.fetch_sub(1, Ordering::Relaxed);
+                return None;
+            }
+        };
         let mut conn = Conn::new(serial, role, stream, self.now(), self.config.ping_interval);
         conn.session_id = session_id;
         let id = ConnId::of_key(self.conns.borrow_mut().insert(conn));
@@ -191,7 +214,7 @@ impl Shard {
         }
         self.enqueue_to(id, greeting);
         self.flush_dirty();
-        id
+        Some(id)
     }
 
     /// Forgets a closed connection: its index entries, bytes, slot and count.
@@ -218,7 +241,8 @@ impl Shard {
     }
 
     /// [`Shard::request_close`] for a connection already borrowed. A close
-    /// that discards the queue releases it, and any partial input, at once.
+    /// that discards the queue releases it, and any partial input, at once;
+    /// the close itself runs in a task of its own (`task`).
     fn close_conn(&self, id: ConnId, conn: &mut Conn, close: Close) {
         if conn.close.is_some() {
             return;
@@ -231,7 +255,7 @@ impl Shard {
                 self.held.sub(partial.held_bytes());
             }
         }
-        conn.wake();
+        self.start_close(id, conn, close);
     }
 
     /// Closes connection `id` if it is still the one with `serial`.

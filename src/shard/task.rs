@@ -1,160 +1,223 @@
-//! The task of one upgraded connection: read, hand bytes to `input`, write
-//! what the shard could not, and close.
+//! Connection I/O: the shard's one I/O task reads every connection with
+//! input and writes every connection the shard found full, as its epoll set
+//! (`poller`) reports them; a closing connection gets a task of its own.
 //!
-//! Runs on the owning shard, one per connection. The task polls the socket
-//! for reads (into the shard's shared scratch, so a connection at rest holds
-//! no buffer) and, when the shard found the socket full, for writability.
-//! It is a hand-written future rather than an `async fn`: at rest it holds
-//! only the shard and the connection's id; the close path's state is boxed
-//! and allocated only when the connection closes.
-//! Invariant: every way out goes through `Shard::remove`.
+//! Runs on the owning shard. [`run`] takes readiness in batches. A readable
+//! socket is read until it would block (edge-triggered: a socket not drained
+//! reports nothing new) into the shard's shared scratch, so a connection at
+//! rest holds no buffer, and the bytes go to `input`; one with input left
+//! after [`READ_BUDGET`] reads is carried to the next turn, after the shard's
+//! other tasks had theirs. A writable socket whose queue was blocked is
+//! written. [`serve`] starts a connection: the bytes pipelined behind its
+//! upgrade request first, then its socket joins the epoll set.
+//!
+//! A close (`Shard::start_close`) takes the socket out of the epoll set and
+//! hands it to a task of its own, which sends the close frame, half-closes
+//! and lingers for the peer's end; closing connections are few, so that task
+//! may cost what an idle connection must not, and drives the socket through
+//! glommio.
+//! Invariants: a connection's socket is in its `Conn` (and, once served, in
+//! the epoll set) until its close starts or it is removed; every way out goes
+//! through `Shard::remove`, once: from here when the peer is gone, from the
+//! close task otherwise.
 
-use std::future::{Future, poll_fn};
-use std::io;
+use std::future::poll_fn;
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
-use glommio::net::TcpStream;
+use slab::Slab;
 
 use super::budget::Held;
 use super::input::Exit;
 use super::outbox::{Flushed, Outbox};
-use super::{Close, ConnId, Shard};
-use crate::protocol::frame;
+use super::poller::{Ready, ReadyQueue, Token};
+use super::{Close, Conn, ConnId, Shard};
+use crate::protocol::frame::{self, close_code};
 
-/// Reads handled per poll before yielding to other tasks.
+/// Reads of one connection per turn before the others get theirs.
 const READ_BUDGET: usize = 16;
 
-/// The task of one connection: polls it until it ends, then runs its close
-/// path and removes it from the shard.
-pub struct ConnTask {
-    shard: Rc<Shard>,
-    id: ConnId,
-    closing: Option<Pin<Box<dyn Future<Output = ()>>>>,
+/// Takes an upgraded socket from glommio, which has no `into_raw_fd`: a
+/// duplicate of its fd stays and the glommio stream (its fd, its pending
+/// poll) is dropped, so the connection's fd is owned once, by its `Conn`.
+pub(super) fn adopt(stream: glommio::net::TcpStream) -> io::Result<TcpStream> {
+    // SAFETY: the fd is open for as long as `stream` lives, and the borrow
+    // ends before `stream` is dropped.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned()?;
+    drop(stream);
+    let socket = TcpStream::from(fd);
+    socket.set_nonblocking(true)?;
+    Ok(socket)
 }
 
-/// Starts serving connection `id`; bytes the client pipelined behind the
-/// upgrade request (`leftover`) are handled first.
-pub fn serve(shard: Rc<Shard>, id: ConnId, mut leftover: Vec<u8>) -> ConnTask {
-    let mut task = ConnTask {
-        shard,
-        id,
-        closing: None,
+/// Starts serving connection `id`, just registered: bytes the client
+/// pipelined behind the upgrade request (`leftover`) are handled first,
+/// then its socket joins the epoll set (which reports input that arrived
+/// meanwhile at once).
+pub fn serve(shard: &Shard, id: ConnId, mut leftover: Vec<u8>) {
+    match shard.on_input(id, &mut leftover) {
+        Ok(()) => shard.flush_dirty(),
+        Err(exit) => return shard.exit(id, exit),
+    }
+    let mut conns = shard.conns.borrow_mut();
+    let Some(conn) = conns.get_mut(id.key()).filter(|c| c.close.is_none()) else {
+        return;
     };
-    match task.shard.on_input(id, &mut leftover) {
-        Ok(()) => task.shard.flush_dirty(),
-        Err(exit) => task.start_closing(exit),
+    let Some(stream) = conn.stream.as_ref() else { return };
+    if let Err(err) = shard.poller.watch(stream.as_fd(), Token::new(id, conn.serial)) {
+        tracing::warn!(shard = shard.id.0, error = %err, "cannot watch a connection; closing it");
+        shard.close_conn(id, conn, Close::abrupt(close_code::TRY_AGAIN_LATER));
     }
-    task
 }
 
-impl ConnTask {
-    fn start_closing(&mut self, exit: Exit) {
-        let shard = &self.shard;
-        let close = match exit {
-            Exit::PeerGone => {
-                // Nothing can be written: drop the socket now.
-                if let Some(conn) = shard.conns.borrow_mut().get_mut(self.id.key()) {
-                    conn.stream = None;
-                }
-                return;
+/// The shard's I/O task: handles readiness until it is dropped (shutdown).
+pub async fn run(shard: Rc<Shard>, mut queue: ReadyQueue) {
+    let mut ready = Vec::new();
+    let mut carried = Vec::new();
+    let mut carry = Vec::new();
+    loop {
+        if carried.is_empty() {
+            queue.wait(&mut ready).await;
+        } else {
+            queue.take(&mut ready);
+        }
+        for event in ready.drain(..) {
+            shard.on_ready(event, &mut carry);
+        }
+        for token in carried.drain(..) {
+            if shard.read(token) == Drained::No {
+                carry.push(token);
             }
-            Exit::ClientClose(code) => Close::graceful(code),
-            Exit::Close(close) => close,
-        };
-        // Out of the index first: nothing may be queued behind the close frame.
-        shard.request_close(self.id, close);
-        let close = shard.conns.borrow().get(self.id.key()).and_then(|c| c.close);
-        let stream = shard
-            .conns
-            .borrow_mut()
-            .get_mut(self.id.key())
-            .and_then(|conn| conn.stream.take());
-        if let (Some(close), Some(stream)) = (close, stream) {
-            self.closing = Some(Box::pin(close_with(shard.clone(), self.id, close, stream)));
         }
+        std::mem::swap(&mut carried, &mut carry);
+        // Let the inbox, the listener and the ticker run between batches.
+        futures_lite::future::yield_now().await;
     }
 }
 
-impl Future for ConnTask {
-    type Output = ();
+/// Whether a read pass left the socket empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drained {
+    /// It would block, or the connection is gone or closing.
+    Yes,
+    /// Its budget ran out first: read it again next turn.
+    No,
+}
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let task = self.get_mut();
-        if task.closing.is_none()
-            && task
-                .shard
-                .conns
-                .borrow()
-                .get(task.id.key())
-                .is_some_and(|c| c.stream.is_some())
-        {
-            let exit = std::task::ready!(task.shard.poll_conn(task.id, cx));
-            task.start_closing(exit);
-        }
-        if let Some(closing) = task.closing.as_mut() {
-            std::task::ready!(closing.as_mut().poll(cx));
-            task.closing = None;
-        }
-        task.shard.remove(task.id);
-        Poll::Ready(())
-    }
+/// The connection `token` names, while it is served here: not closing, its
+/// socket still in place.
+fn current(conns: &mut Slab<Conn>, token: Token) -> Option<&mut Conn> {
+    conns
+        .get_mut(token.id().key())
+        .filter(|c| token.matches(c.serial) && c.close.is_none() && c.stream.is_some())
 }
 
 impl Shard {
-    /// Reads and writes connection `id` until it would block or ends.
-    fn poll_conn(&self, id: ConnId, cx: &mut Context<'_>) -> Poll<Exit> {
+    /// Handles one readiness report; a connection with input left goes to
+    /// `carry`.
+    fn on_ready(&self, ready: Ready, carry: &mut Vec<Token>) {
+        if ready.writable() && !self.write_blocked(ready.token) {
+            return;
+        }
+        if ready.readable() && self.read(ready.token) == Drained::No {
+            carry.push(ready.token);
+        }
+    }
+
+    /// Writes a connection whose queue waits for room; false when it is gone.
+    fn write_blocked(&self, token: Token) -> bool {
+        let mut conns = self.conns.borrow_mut();
+        let Some(conn) = current(&mut conns, token) else {
+            return false;
+        };
+        let Some(stream) = conn.stream.as_ref().filter(|_| conn.blocked) else {
+            return true;
+        };
+        match conn.outbox.write_to(stream, &self.held) {
+            Ok((written, flushed)) => {
+                self.metrics.bytes_written.add(written as u64);
+                conn.blocked = flushed == Flushed::WouldBlock;
+                true
+            }
+            Err(_) => {
+                drop(conns);
+                self.exit(token.id(), Exit::PeerGone);
+                false
+            }
+        }
+    }
+
+    /// Reads connection `token` until it would block, its budget runs out, or
+    /// it ends; each read's bytes go to `input`, its replies out at once.
+    fn read(&self, token: Token) -> Drained {
+        let id = token.id();
         for _ in 0..READ_BUDGET {
-            let mut conns = self.conns.borrow_mut();
-            let Some(conn) = conns.get_mut(id.key()) else {
-                return Poll::Ready(Exit::PeerGone);
-            };
-            if let Some(close) = conn.close {
-                return Poll::Ready(Exit::Close(close));
-            }
-            let Some(stream) = conn.stream.as_mut() else {
-                return Poll::Ready(Exit::PeerGone);
-            };
-            match poll_write(&mut conn.outbox, stream, &self.held, cx) {
-                Poll::Ready(Err(_)) => return Poll::Ready(Exit::PeerGone),
-                Poll::Ready(Ok(n)) => self.metrics.bytes_written.add(n as u64),
-                Poll::Pending => {}
-            }
-            // Whatever is left waits for writability: the task writes it.
-            conn.blocked = !conn.outbox.is_empty();
             let mut scratch = self.scratch.borrow_mut();
-            match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Exit::PeerGone),
-                Poll::Ready(Ok(n)) => {
-                    drop(conns);
-                    match self.on_input(id, &mut scratch[..n]) {
-                        Ok(()) => {}
-                        Err(Exit::Close(close)) => self.request_close(id, close),
-                        Err(exit) => return Poll::Ready(exit),
+            let read = {
+                let mut conns = self.conns.borrow_mut();
+                let Some(conn) = current(&mut conns, token) else {
+                    return Drained::Yes;
+                };
+                let mut stream = conn.stream.as_ref().expect("a current connection has its socket");
+                loop {
+                    match stream.read(&mut scratch[..]) {
+                        Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                        read => break read,
                     }
-                    drop(scratch);
-                    self.flush_dirty();
                 }
-                Poll::Pending => {
-                    if !conn.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                        conn.waker = Some(cx.waker().clone());
-                    }
-                    return Poll::Pending;
+            };
+            let result = match read {
+                Ok(0) => Err(Exit::PeerGone),
+                Ok(n) => self.on_input(id, &mut scratch[..n]),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Drained::Yes,
+                Err(_) => Err(Exit::PeerGone),
+            };
+            drop(scratch);
+            match result {
+                Ok(()) => self.flush_dirty(),
+                Err(exit) => {
+                    self.exit(id, exit);
+                    return Drained::Yes;
                 }
             }
         }
-        cx.waker().wake_by_ref();
-        Poll::Pending
+        Drained::No
+    }
+
+    /// Ends connection `id` the way `exit` says.
+    fn exit(&self, id: ConnId, exit: Exit) {
+        match exit {
+            // Nothing can be written: drop the socket now.
+            Exit::PeerGone => self.remove(id),
+            Exit::ClientClose(code) => self.request_close(id, Close::graceful(code)),
+            Exit::Close(close) => self.request_close(id, close),
+        }
+    }
+
+    /// Hands connection `id`, whose close was just requested, to a close
+    /// task of its own. Must run on the owning shard.
+    pub(super) fn start_close(&self, id: ConnId, conn: &mut Conn, close: Close) {
+        let Some(stream) = conn.stream.take() else { return };
+        // Its readiness is the close task's from now on (an error means it
+        // was never watched: its close came with its first bytes).
+        let _ = self.poller.unwatch(stream.as_fd());
+        // None only while the shard itself is being dropped.
+        if let Some(shard) = self.me.upgrade() {
+            glommio::spawn_local(close_task(shard, id, close, stream)).detach();
+        }
     }
 
     /// Sends the close frame and ends the connection: flush what is kept,
     /// half-close, then read until the peer closes too or `linger_ms` passes
     /// (closing with unread input would reset the connection and could
     /// destroy the close frame in flight).
-    async fn close_with(&self, id: ConnId, close: Close, stream: &mut TcpStream) {
+    async fn close_with(&self, id: ConnId, close: Close, stream: TcpStream) {
         self.metrics.close(close.code);
         {
             let mut conns = self.conns.borrow_mut();
@@ -164,10 +227,16 @@ impl Shard {
             }
             conn.outbox.push(frame::close(close.code), &self.held);
             if close.linger_ms == 0 {
-                let _ = conn.outbox.write_to(stream, &self.held);
+                let _ = conn.outbox.write_to(&stream, &self.held);
                 return;
             }
         }
+        // Lingering waits on the socket: glommio takes it for its last
+        // moments.
+        // SAFETY: the fd is a connected TCP socket, and `into_raw_fd` gave up
+        // its only other owner.
+        let mut stream = unsafe { glommio::net::TcpStream::from_raw_fd(stream.into_raw_fd()) };
+        let stream = &mut stream;
         let deadline = Instant::now() + Duration::from_millis(close.linger_ms.into());
         let flushed = poll_fn(|cx| {
             let mut conns = self.conns.borrow_mut();
@@ -206,9 +275,14 @@ impl Shard {
     }
 }
 
-/// Sends the close frame and ends the connection (see `Shard::close_with`).
-async fn close_with(shard: Rc<Shard>, id: ConnId, close: Close, mut stream: TcpStream) {
-    shard.close_with(id, close, &mut stream).await;
+/// Closes connection `id` (see `Shard::close_with`), then removes it.
+async fn close_task(shard: Rc<Shard>, id: ConnId, close: Close, stream: TcpStream) {
+    // glommio runs a task it spawns at once, up to its first wait, and the
+    // close was requested with the connections borrowed: wait for the
+    // caller to return first.
+    futures_lite::future::yield_now().await;
+    shard.close_with(id, close, stream).await;
+    shard.remove(id);
 }
 
 async fn sleep_until<T>(deadline: Instant, value: T) -> T {
@@ -221,7 +295,7 @@ async fn sleep_until<T>(deadline: Instant, value: T) -> T {
 /// the outbox is empty or some progress was made.
 fn poll_write(
     outbox: &mut Outbox,
-    stream: &mut TcpStream,
+    stream: &mut glommio::net::TcpStream,
     held: &Held,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {

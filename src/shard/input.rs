@@ -70,8 +70,7 @@ impl Shard {
             let parsed = match frame::parse(&mut buf[used..], max) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => return (Ok(()), used),
-                Err(FrameError::TooBig(_)) => return (Err(closing(close_code::TOO_BIG)), used),
-                Err(FrameError::Protocol(_)) => return (Err(closing(close_code::PROTOCOL_ERROR)), used),
+                Err(err) => return (Err(fail(err)), used),
             };
             let payload = &mut buf[used + parsed.payload.start..used + parsed.payload.end];
             used += parsed.consumed;
@@ -92,16 +91,14 @@ impl Shard {
                 Ok(())
             }
             Kind::Pong => Ok(()),
-            Kind::Close => {
-                // RFC 6455 §5.5.1: answer with a close echoing the code.
-                Err(Exit::ClientClose(
-                    frame::close_code_of(payload).unwrap_or(close_code::NORMAL),
-                ))
-            }
+            // RFC 6455 §5.5.1: answer with a close echoing the code, unless
+            // the close frame itself is bad (§7.4, §8.1).
+            Kind::Close => Err(frame::close_reply(payload).map_or_else(fail, Exit::ClientClose)),
             Kind::Text | Kind::Binary if is_final => {
                 if conn.partial.as_ref().is_some_and(|p| p.fragments.is_some()) {
                     return Err(closing(close_code::PROTOCOL_ERROR));
                 }
+                check_text(kind, payload, 0, true)?;
                 drop(conns);
                 self.on_message(id, kind, payload)
             }
@@ -110,6 +107,7 @@ impl Shard {
                 if partial.fragments.is_some() {
                     return Err(closing(close_code::PROTOCOL_ERROR));
                 }
+                check_text(kind, payload, 0, false)?;
                 partial.fragments = Some((kind, payload.to_vec()));
                 Ok(())
             }
@@ -120,7 +118,9 @@ impl Shard {
                 if message.len() + payload.len() > max {
                     return Err(closing(close_code::TOO_BIG));
                 }
+                let checked = message.len();
                 message.extend_from_slice(payload);
+                check_text(first, &message, checked, is_final)?;
                 if !is_final {
                     conn.partial.get_or_insert_default().fragments = Some((first, message));
                     return Ok(());
@@ -131,7 +131,8 @@ impl Shard {
         }
     }
 
-    /// One complete client message.
+    /// One complete client message; a text message is UTF-8 (`on_frame`
+    /// checked it).
     fn on_message(&self, id: ConnId, kind: Kind, payload: &mut [u8]) -> Result<(), Exit> {
         let mut conns = self.conns.borrow_mut();
         let Some(conn) = conns.get_mut(id.key()) else {
@@ -150,10 +151,6 @@ impl Shard {
         if kind == Kind::Binary {
             self.reply_error(conn, id, &ProtocolError::Binary);
             return Ok(());
-        }
-        if std::str::from_utf8(payload).is_err() {
-            // RFC 6455 §8.1: text must be UTF-8.
-            return Err(closing(close_code::INVALID_PAYLOAD));
         }
         let reply = match protocol::parse(payload) {
             Ok(message) => self.apply(conn, id, message),
@@ -175,4 +172,18 @@ impl Shard {
 /// A close for a client that broke a rule: it still gets what was queued.
 fn closing(code: u16) -> Exit {
     Exit::Close(Close::graceful(code))
+}
+
+/// Fails the connection for a frame that broke RFC 6455.
+fn fail(err: FrameError) -> Exit {
+    closing(err.code())
+}
+
+/// RFC 6455 §8.1: text is UTF-8; a message that cannot become UTF-8 fails
+/// at the fragment that shows it (see `frame::check_utf8`).
+fn check_text(kind: Kind, text: &[u8], checked: usize, complete: bool) -> Result<(), Exit> {
+    match kind {
+        Kind::Text => frame::check_utf8(text, checked, complete).map_err(fail),
+        _ => Ok(()),
+    }
 }

@@ -111,6 +111,10 @@ pub struct ShardConfig {
     pub drain_timeout: Duration,
     /// Spin before parking an idle shard.
     pub spin_before_park: Duration,
+    /// Echo every message back instead of the subscribe protocol, with no
+    /// `connected` greeting: `fanout-echo` only (RFC 6455 conformance).
+    #[cfg(feature = "conformance")]
+    pub conformance_echo: bool,
 }
 
 /// Admin authentication's slice.
@@ -244,6 +248,8 @@ impl Config {
                 max_header_bytes: cli.max_header_bytes,
                 drain_timeout: cli.drain_timeout,
                 spin_before_park: cli.spin_before_park,
+                #[cfg(feature = "conformance")]
+                conformance_echo: false,
             },
             auth: AuthConfig {
                 redis_url: cli.redis_url,

@@ -37,6 +37,11 @@ pub fn text(payload: &[u8]) -> Bytes {
     encode(OpCode::Data(Data::Text), payload)
 }
 
+/// Frames `payload` as one final binary frame.
+pub fn binary(payload: &[u8]) -> Bytes {
+    encode(OpCode::Data(Data::Binary), payload)
+}
+
 /// A ping frame with an empty payload.
 pub fn ping() -> Bytes {
     encode(OpCode::Control(Control::Ping), &[])

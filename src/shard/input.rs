@@ -138,6 +138,11 @@ impl Shard {
         let Some(conn) = conns.get_mut(id.key()) else {
             return Ok(());
         };
+        #[cfg(feature = "conformance")]
+        if self.config.conformance_echo {
+            self.conformance_echo(conn, id, kind, payload);
+            return Ok(());
+        }
         match conn.limiter.admit(self.now(), self.config.max_client_msgs_per_sec) {
             Admit::Yes => {}
             Admit::DropSilently => return Ok(()),
@@ -161,6 +166,17 @@ impl Shard {
             Err(error) => self.reply_error(conn, id, &error),
         }
         Ok(())
+    }
+
+    /// `fanout-echo` only: the message goes back as it came (after the
+    /// checks above, so Autobahn sees the engine's own framing rules).
+    #[cfg(feature = "conformance")]
+    fn conformance_echo(&self, conn: &mut Conn, id: ConnId, kind: Kind, payload: &[u8]) {
+        let frame = match kind {
+            Kind::Text => frame::text(payload),
+            _ => frame::binary(payload),
+        };
+        self.enqueue(conn, id, frame);
     }
 
     fn reply_error(&self, conn: &mut Conn, id: ConnId, error: &ProtocolError) {

@@ -3,7 +3,8 @@
 #
 # The project's test command: installs the test dependencies
 # (scripts/deps-up.sh: redis-server, the tansu broker), raises the limits the
-# engine needs, then runs `cargo test --workspace --all-targets "$@"`. The
+# engine needs, then runs `cargo test --workspace --all-targets "$@"` and,
+# without extra args, scripts/autobahn.sh (RFC 6455 conformance). The
 # tests start their own redis-server and tansu processes on free loopback
 # ports and stop them. Exits non-zero if any step fails.
 #
@@ -49,4 +50,10 @@ if [ "$files" != unlimited ] && [ "$files" -lt "$want_files" ]; then
 fi
 
 echo "test.sh: ulimit -l $(ulimit -l) KiB, ulimit -n $(ulimit -n)"
-exec cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets "$@"
+
+# RFC 6455 conformance: Autobahn's fuzzingclient against fanout-echo (about
+# 30 s plus a build). Full runs only: extra args pick some tests.
+if [ "$#" -eq 0 ]; then
+    scripts/autobahn.sh
+fi

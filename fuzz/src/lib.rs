@@ -207,11 +207,11 @@ pub fn decode_record(data: &[u8]) {
             assert_eq!(fresh.keys, again.keys);
             let admin = message_of(&fresh.admin_frame, topic);
             assert_eq!(admin["type"], topic);
-            assert_eq!(untimed(&fresh.admin_frame), untimed(&again.admin_frame));
+            assert_eq!(untimed(&fresh.admin_frame, topic), untimed(&again.admin_frame, topic));
             match (&fresh.public_frame, &again.public_frame) {
                 (Some(public), Some(public_again)) => {
                     message_of(public, topic);
-                    assert_eq!(untimed(public), untimed(public_again));
+                    assert_eq!(untimed(public, topic), untimed(public_again, topic));
                 }
                 (None, None) => {}
                 _ => panic!("a used decoder disagrees on the public message"),
@@ -250,12 +250,13 @@ fn message_of(frame_bytes: &[u8], topic: &str) -> serde_json::Value {
     value
 }
 
-/// A message frame up to its `timestamp`, the last member (ingest time when
-/// the record has none, so it may differ between two decodes).
-fn untimed(frame_bytes: &[u8]) -> &[u8] {
-    let end = frame_bytes
-        .windows(13)
-        .rposition(|w| w == b",\"timestamp\":")
-        .expect("every message ends with a timestamp");
-    &frame_bytes[..end]
+/// The message without its `timestamp` (ingest time when the record has
+/// none, so it may differ between two decodes), as a JSON value: the order of an
+/// object's fields is not part of it. (simd-json keeps an object of more than
+/// 32 fields in a hash map whose order differs from map to map; a record
+/// with 34 copies of 3 keys showed it.)
+fn untimed(frame_bytes: &[u8], topic: &str) -> serde_json::Value {
+    let mut value = message_of(frame_bytes, topic);
+    value.as_object_mut().expect("an object").remove("timestamp");
+    value
 }

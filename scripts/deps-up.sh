@@ -7,6 +7,15 @@
 # call it every time.
 #
 #   redis-server, redis-tools  Debian packages, for the Redis session tests.
+#   chromium, fonts-dejavu-core
+#                              Debian packages, for the browser test of the
+#                              demo page (client/test/browser/), driven by
+#                              playwright-core at /usr/bin/chromium.
+#   client/node_modules        `npm ci` in client/ (the JS client's dev
+#                              dependencies: ws, kafkajs, playwright-core),
+#                              redone only when package-lock.json changes.
+#   haproxy                    Debian package, the load balancer in front of
+#                              two instances in tests/scale_out.rs.
 #   tansu 0.6 (Kafka protocol) built once with cargo into
 #                              $HOME/.cache/fanout/tansu (about 11 min on
 #                              2 cores), outside the clone so fresh clones
@@ -64,11 +73,56 @@ else
     echo "deps-up: installed $(python3 --version)"
 fi
 
+# Chromium: the real browser of the demo page's test. Debian's build, because
+# test tools cannot download their own browser here; DejaVu so the page's text
+# renders in the screenshot on a machine without fonts.
+if command -v chromium >/dev/null 2>&1 && [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+    echo "deps-up: chromium present ($(command -v chromium)), skipped"
+else
+    apt_install chromium fonts-dejavu-core
+    echo "deps-up: installed $(chromium --version 2>/dev/null || echo chromium)"
+fi
+
+# The JS client's dev dependencies, exactly as locked. A stamp of the lock
+# file's hash in node_modules/ makes this a no-op until the lock changes.
+if ! command -v npm >/dev/null 2>&1; then
+    echo "deps-up: npm not on PATH; install Node.js >= 20 first" >&2
+    exit 1
+fi
+lock_sum=$(sha256sum client/package-lock.json | cut -d' ' -f1)
+stamp=client/node_modules/.fanout-lock-sha256
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$lock_sum" ]; then
+    echo "deps-up: client/node_modules matches package-lock.json, skipped"
+else
+    echo "deps-up: npm ci in client/"
+    (cd client && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock_sum" >"$stamp"
+fi
+
+# HAProxy: tests/scale_out.rs runs deploy/haproxy.cfg in front of two
+# instances (the test starts its own haproxy process; on a systemd machine
+# the package also enables its service, with Debian's stock config, which
+# listens on nothing). It lives in /usr/sbin, which a user's PATH may lack.
+if command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]; then
+    echo "deps-up: haproxy present, skipped"
+else
+    apt_install haproxy
+    echo "deps-up: installed $(/usr/sbin/haproxy -v | head -1)"
+fi
+
 # tansu: the Kafka-protocol broker the integration tests start. Rebuilt only
-# when the cached binary is missing or is not the pinned version.
+# when the cached binary is missing or is not the pinned version. A lock
+# makes a second deps-up (another clone, a parallel CI job) wait for the
+# build under way instead of starting its own.
 tansu_version_of() {
     "$TANSU_BIN" --version 2>/dev/null || true
 }
+mkdir -p "$(dirname "$TANSU_ROOT")"
+exec 9>"$(dirname "$TANSU_ROOT")/tansu.lock"
+if ! flock -n 9; then
+    echo "deps-up: another deps-up is building tansu; waiting for it"
+    flock 9
+fi
 if [ -x "$TANSU_BIN" ] && [ "$(tansu_version_of)" = "tansu $TANSU_VERSION" ]; then
     echo "deps-up: tansu $TANSU_VERSION present ($TANSU_BIN), skipped"
 else

@@ -19,10 +19,26 @@ import statistics
 import sys
 from xml.sax.saxutils import escape
 
-WIDTH, HEIGHT = 720, 440
-LEFT, RIGHT, TOP, BOTTOM = 80, 170, 56, 56
-COLORS = {"fanout": "#1f6fb4", "peer": "#d03a2a"}
-OTHER_COLORS = ["#2a9d4a", "#8a4fbf", "#b8860b", "#555555"]
+WIDTH, HEIGHT = 780, 440
+LEFT, RIGHT, TOP, BOTTOM = 80, 230, 56, 56
+COLORS = {
+    "fanout": "#1f6fb4",
+    "uws": "#d03a2a",
+    "ws": "#2a9d4a",
+    "fanout-embedded": "#7fb2de",
+    "uws-socket": "#e99a90",
+    "peer": "#d03a2a",
+}
+OTHER_COLORS = ["#8a4fbf", "#b8860b", "#555555"]
+# Legend names of loadtest labels (bench.sh labels a run with its server kind).
+NAMES = {
+    "fanout": "fanout (tansu)",
+    "uws": "uWS + kafkajs",
+    "ws": "ws + kafkajs",
+    "fanout-embedded": "fanout, embedded broker",
+    "uws-socket": "uWS, socket-fed",
+    "peer": "uWS peer",
+}
 
 
 def latency_points(report):
@@ -137,7 +153,7 @@ def render(title, subtitle, series):
         out.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2.5"/>')
         for x, v in med:
             out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(v):.1f}" r="3.5" fill="{color}"/>')
-        name = "uWS peer" if label == "peer" else label
+        name = NAMES.get(label, label)
         lx = LEFT + plot_w + 16
         out.append(f'<line x1="{lx}" y1="{legend_y}" x2="{lx + 22}" y2="{legend_y}" stroke="{color}" stroke-width="2.5"/>')
         out.append(f'<text x="{lx + 28}" y="{legend_y + 4}">{escape(name)} ({len(lines)} run{"" if len(lines) == 1 else "s"})</text>')

@@ -2,14 +2,21 @@
 # Usage: scripts/test.sh [extra cargo test args...]
 #
 # The project's test command: installs the test dependencies
-# (scripts/deps-up.sh: redis-server, the tansu broker), raises the limits the
-# engine needs, then runs `cargo test --workspace --all-targets "$@"` and,
-# without extra args, scripts/autobahn.sh (RFC 6455 conformance). The
-# tests start their own redis-server and tansu processes on free loopback
+# (scripts/deps-up.sh: redis-server, the tansu broker, Chromium, the JS
+# client's node_modules), raises the limits the engine needs, then runs
+# `cargo test --workspace --all-targets "$@"`, then scripts/autobahn.sh
+# (RFC 6455 conformance, Autobahn's fuzzingclient against fanout-echo), then
+# the JS client's suites against the debug build of fanout: `npm test`
+# (node --test, client/) and `npm run test:browser` (the demo page in
+# headless Chromium). The tests
+# start their own fanout, redis-server and tansu processes on free loopback
 # ports and stop them. Exits non-zero if any step fails.
 #
+# With arguments, only cargo runs (they are cargo's); FANOUT_SKIP_JS=1 skips
+# the JS suites (not Autobahn). The JS suites alone: `cd client && npm test`.
+#
 #   scripts/test.sh                      # everything
-#   scripts/test.sh --test fanout        # one integration test file
+#   scripts/test.sh --test fanout        # one integration test file, no JS
 #   scripts/test.sh -- --nocapture       # args after -- go to the test binaries
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,3 +64,20 @@ cargo test --workspace --all-targets "$@"
 if [ "$#" -eq 0 ]; then
     scripts/autobahn.sh
 fi
+
+if [ $# -gt 0 ] || [ "${FANOUT_SKIP_JS:-}" = 1 ]; then
+    echo "test.sh: JS client suites skipped (arguments given or FANOUT_SKIP_JS=1)"
+    exit 0
+fi
+
+# The JS tests spawn target/debug/fanout; cargo test built it for the
+# integration tests, this only makes sure.
+cargo build -p fanout
+js_suite() {
+    local start
+    start=$(date +%s)
+    (cd client && npm run --silent "$1")
+    echo "test.sh: client npm run $1: ok in $(( $(date +%s) - start )) s"
+}
+js_suite test
+js_suite test:browser

@@ -1,11 +1,16 @@
 //! Starts the engine and stops it in order.
 //!
-//! Startup: embedded broker (if asked), metrics registry, one SO_REUSEPORT
-//! listener and one inbox per shard, the shard executors, then the Kafka
-//! consumer and the ingest thread. Shutdown (SPEC §10): refuse new upgrades,
-//! stop ingest and commit its offsets, which drops the inbox senders; each
-//! shard then delivers what it still holds, closes its clients with 1001 and
-//! ends within `--drain-timeout`.
+//! Startup, each step complete before the next, so the process is never
+//! half alive: raise the memlock soft limit (glommio), embedded broker (if
+//! asked), metrics and readiness, one SO_REUSEPORT listener and one inbox
+//! per shard, the shard executors (each confirms it runs), the Kafka
+//! consumer with its topology thread, the ingest thread; only then do the
+//! shards start serving (`StartGate`). Any failure stops everything started
+//! and is returned. Shutdown (SPEC §10): `/readyz` 503 first
+//! ([`Engine::start_draining`], for `--drain-grace`), then refuse new
+//! upgrades, stop ingest (it gives the shards up, then commits within
+//! `--drain-timeout`); each shard delivers what it still holds, closes its
+//! clients with 1001 and ends within `--drain-timeout`.
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -17,17 +22,18 @@ use anyhow::{Context, Result};
 use socket2::{Domain, Socket, Type};
 
 use crate::auth::redis::RedisClient;
-use crate::config::{Brokers, Config};
-use crate::ingest::{self, dispatch::Dispatcher, embedded::EmbeddedBroker, kafka::KafkaSource};
+use crate::config::{Brokers, Config, default_instance_id};
+use crate::ingest::{self, dispatch::Dispatcher, embedded::EmbeddedBroker, kafka};
 use crate::metrics::{Gauge, IngestMetrics, Registry, ShardMetrics};
 use crate::readiness::Readiness;
-use crate::shard::executor::{self, ShardStart};
+use crate::shard::executor::{self, ShardStart, StartGate};
 use crate::shard::{ShardId, Shared, inbox};
 
 /// A running engine.
 pub struct Engine {
     local_addr: SocketAddr,
     bootstrap: String,
+    instance_id: String,
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     ingest: Option<JoinHandle<()>>,
@@ -37,7 +43,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts everything; returns once every listener is bound.
+    /// Starts everything; returns once every shard runs and serves.
     pub fn start(config: Config) -> Result<Engine> {
         if config.shard.allowed_origins.is_empty() {
             tracing::warn!("--allowed-origins is not set: WebSocket upgrades from every origin are accepted");
@@ -47,6 +53,14 @@ impl Engine {
                 RedisClient::new(url, config.auth.redis_timeout).with_context(|| format!("--redis-url {url:?}"))?;
             }
             None => tracing::warn!("--redis-url is not set: admin connections on /ws answer 503"),
+        }
+        let memlock = executor::raise_memlock_limit()?;
+        if memlock.soft > memlock.was {
+            tracing::info!(
+                from_kib = memlock.was / 1024,
+                to_kib = memlock.soft / 1024,
+                "raised the memlock soft limit to the hard limit"
+            );
         }
 
         let (embedded, bootstrap) = match &config.kafka.brokers {
@@ -63,7 +77,7 @@ impl Engine {
         let shard_count = config.placement.shard_count as usize;
         let ingest_metrics = Arc::new(IngestMetrics::default());
         let inbox_depth: Arc<[Gauge]> = (0..shard_count).map(|_| Gauge::default()).collect();
-        let readiness = Arc::new(Readiness::default());
+        let readiness = Arc::new(Readiness::new(shard_count));
         let shared = Arc::new(Shared {
             connection_count: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
@@ -76,13 +90,22 @@ impl Engine {
             },
         });
 
-        let listeners = bind_listeners(config.listen, shard_count)?;
-        let local_addr = listeners.1;
+        let (listeners, local_addr) = bind_listeners(config.listen, shard_count)?;
+        let instance_id = config
+            .kafka
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| default_instance_id(local_addr.port()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let gate = Arc::new(StartGate::default());
+        let mut started = Started {
+            gate: gate.clone(),
+            shards: Vec::with_capacity(shard_count),
+        };
         let mut senders = Vec::with_capacity(shard_count);
-        let mut shards = Vec::with_capacity(shard_count);
-        for (i, listener) in listeners.0.into_iter().enumerate() {
+        for (i, listener) in listeners.into_iter().enumerate() {
             let (sender, inbox) = inbox::inbox(config.inbox_capacity).context("creating a shard inbox")?;
-            senders.push(sender);
+            senders.push(sender.stop_waiting_on(stop.clone()));
             let start = ShardStart {
                 id: ShardId(i as u16),
                 core: config.placement.shard_cores.as_ref().map(|cores| cores[i]),
@@ -92,17 +115,18 @@ impl Engine {
                 config: config.shard.clone(),
                 auth: config.auth.clone(),
             };
-            let handle = executor::spawn(start)
-                .map_err(|err| anyhow::anyhow!("{err}"))
-                .with_context(|| {
-                    format!("starting shard {i} (glommio needs io_uring and `ulimit -l` of at least 1 MiB per shard)")
-                })?;
-            shards.push(handle);
+            started.shards.push(executor::spawn(start, gate.clone())?);
         }
 
-        let source = KafkaSource::new(&config.kafka, &bootstrap, ingest_metrics.clone(), readiness)
-            .with_context(|| format!("creating the Kafka consumer for {bootstrap}"))?;
-        let stop = Arc::new(AtomicBool::new(false));
+        let source = kafka::start(
+            &config.kafka,
+            &bootstrap,
+            &instance_id,
+            ingest_metrics.clone(),
+            readiness,
+            config.shard.drain_timeout,
+        )
+        .with_context(|| format!("starting the Kafka consumer for {bootstrap}"))?;
         let dispatcher = Dispatcher::new(senders, inbox_depth, ingest_metrics.clone());
         let ingest = ingest::spawn(
             source,
@@ -112,10 +136,19 @@ impl Engine {
             stop.clone(),
         )
         .context("starting the ingest thread")?;
-        tracing::info!(addr = %local_addr, shards = shard_count, bootstrap = %bootstrap, "fanout serving");
+        let shards = started.serve();
+        tracing::info!(
+            addr = %local_addr,
+            shards = shard_count,
+            bootstrap = %bootstrap,
+            instance = %instance_id,
+            group = %config.kafka.instance_group(&instance_id),
+            "fanout serving"
+        );
         Ok(Engine {
             local_addr,
             bootstrap,
+            instance_id,
             shared,
             stop,
             ingest: Some(ingest),
@@ -134,19 +167,40 @@ impl Engine {
         &self.bootstrap
     }
 
+    /// This instance's id (SPEC §11); it commits under
+    /// `<--kafka-group-id>.<instance id>`.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
     /// Whether the embedded broker is running.
     pub fn is_embedded(&self) -> bool {
         self.embedded.is_some()
     }
 
-    /// Whether ingest and every shard are still running.
-    pub fn is_running(&self) -> bool {
-        self.ingest.as_ref().is_some_and(|t| !t.is_finished())
+    /// What stopped, if the ingest thread or a shard is no longer running:
+    /// the process is no longer whole and should stop.
+    pub fn failure(&self) -> Option<&'static str> {
+        if self.ingest.as_ref().is_none_or(JoinHandle::is_finished) {
+            return Some("the ingest thread stopped");
+        }
+        if !self.shared.readiness.is_healthy() {
+            return Some("a shard stopped");
+        }
+        None
+    }
+
+    /// First step of a graceful stop (SPEC §10): `/readyz` answers 503 so a
+    /// load balancer sends no new clients; everything else keeps serving.
+    pub fn start_draining(&self) {
+        tracing::info!("draining: /readyz answers 503, still serving");
+        self.shared.readiness.start_draining();
     }
 
     /// Stops in the order of SPEC §10 and waits for every thread.
     pub fn shutdown(mut self) -> Result<()> {
         tracing::info!("shutting down");
+        self.shared.readiness.start_draining();
         self.shared.shutting_down.store(true, Ordering::Relaxed);
         self.stop.store(true, Ordering::Relaxed);
         if let Some(ingest) = self.ingest.take() {
@@ -160,6 +214,33 @@ impl Engine {
         drop(self.embedded.take());
         tracing::info!("shutdown complete");
         Ok(())
+    }
+}
+
+/// Shards that run but do not serve yet. Dropped without [`Started::serve`]
+/// (start-up failed later), it tells them to end and waits for them.
+struct Started {
+    gate: Arc<StartGate>,
+    shards: Vec<glommio::ExecutorJoinHandle<()>>,
+}
+
+impl Started {
+    /// Lets every shard serve.
+    fn serve(mut self) -> Vec<glommio::ExecutorJoinHandle<()>> {
+        self.gate.open();
+        std::mem::take(&mut self.shards)
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if self.shards.is_empty() {
+            return; // served, or none started
+        }
+        self.gate.abandon();
+        for shard in self.shards.drain(..) {
+            let _ = shard.join();
+        }
     }
 }
 
@@ -187,8 +268,10 @@ fn bind_listeners(addr: SocketAddr, count: usize) -> Result<(Vec<OwnedFd>, Socke
 pub fn init_logging(format: crate::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a terminal: a log file or collector gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         crate::config::LogFormat::Text => builder.try_init(),

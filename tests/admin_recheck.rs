@@ -1,50 +1,37 @@
 //! Verifies that admin sessions are re-checked against a real
 //! `redis-server` (SPEC §3.4): a revoked session (deleted, no longer admin,
-//! malformed or of another Redis type) closes its admins with 4001 within one
-//! re-check interval, admins with valid sessions stay open and served, and
+//! malformed or of another Redis type) closes its admins with 4001 at the
+//! next re-check, admins with valid sessions stay open and served, and
 //! while Redis is down admins are kept open and re-checks resume once it
-//! restarts.
+//! restarts. Re-checks are counted at Redis (its `MGET` calls), so no
+//! assertion depends on how fast the machine is.
 
 mod common;
 
-use std::time::Duration;
-
+use common::Client;
 use common::admin::{
-    ADMIN_SESSION, RECHECK_INTERVAL, TIMESTAMP, admin_client, assert_open, envelope, rpush, start_with_redis,
-    store_session, subscribe_all,
+    ADMIN_SESSION, SESSION_REVOKED, TIMESTAMP, admin_client, assert_open, envelope, expect_close_code, rpush,
+    start_with_admin, start_with_redis, store_session, subscribe_all, wait_rechecks,
 };
 use common::redis_server::RedisServer;
-use common::{Client, Received};
 use serde_json::json;
 
-/// How late past one re-check interval a revoked admin may still be open.
-const REVOKE_SLACK: Duration = Duration::from_secs(2);
-/// SPEC §3.4: the close code of a revoked session.
-const SESSION_REVOKED: u16 = 4001;
-
-/// Waits for the server's close and returns its code; fails the test if
-/// the connection is still open after `limit`.
-fn close_code_within(client: &mut Client, limit: Duration) -> Option<u16> {
-    match client.recv_within(limit) {
-        Received::Closed(code) => code,
-        Received::Json(message) => panic!("expected a close, got {message}"),
-        Received::Nothing => panic!("connection still open {limit:?} after revocation"),
-    }
-}
-
-/// Connects an admin, revokes its session with `revoke`, and asserts a 4001
-/// close within one re-check interval plus slack.
+/// Connects an admin, lets a few re-checks pass, revokes its session with
+/// `revoke`, and asserts a 4001 close once Redis has answered a re-check
+/// since.
 fn assert_revocation_closes_with_4001(revoke: impl FnOnce(&RedisServer)) {
     let (redis, engine) = start_with_redis(&[]);
     store_session(&redis, "doomed", ADMIN_SESSION);
     let mut admin = admin_client(&engine, "doomed");
     subscribe_all(&mut admin);
-    // Survives a few re-checks while the session is valid.
-    admin.expect_silence(RECHECK_INTERVAL * 3);
+    // Survives re-checks while the session is valid.
+    wait_rechecks(&redis, 3);
+    assert_open(&mut admin);
 
     revoke(&redis);
-    let limit = RECHECK_INTERVAL + REVOKE_SLACK;
-    assert_eq!(close_code_within(&mut admin, limit), Some(SESSION_REVOKED));
+    // Every re-check Redis answers from here on sees the revocation.
+    wait_rechecks(&redis, 1);
+    assert_eq!(expect_close_code(&mut admin), Some(SESSION_REVOKED));
 }
 
 #[test]
@@ -84,15 +71,10 @@ fn revoking_one_session_leaves_other_admins_open() {
 
     redis.del("session:doomed");
     for client in &mut doomed {
-        assert_eq!(
-            close_code_within(client, RECHECK_INTERVAL + REVOKE_SLACK),
-            Some(SESSION_REVOKED)
-        );
+        assert_eq!(expect_close_code(client), Some(SESSION_REVOKED));
     }
     // Several more re-checks pass; the valid admins stay and are still served.
-    for client in &mut valid {
-        client.expect_silence(RECHECK_INTERVAL);
-    }
+    wait_rechecks(&redis, 4);
     engine.produce_json(
         "admin.notifications",
         &envelope("admin.notifications", &json!({"text": "hi"})),
@@ -104,9 +86,7 @@ fn revoking_one_session_leaves_other_admins_open() {
 
 #[test]
 fn redis_down_during_rechecks_keeps_admins_open_and_public_clients_served() {
-    let (mut redis, engine) = start_with_redis(&[]);
-    store_session(&redis, "good", ADMIN_SESSION);
-    let mut admin = admin_client(&engine, "good");
+    let (mut redis, engine, mut admin) = start_with_admin(&[]);
     subscribe_all(&mut admin);
     let mut public = engine.public_client();
     public.subscribe(json!({"course_id": "C1"}));
@@ -114,7 +94,6 @@ fn redis_down_during_rechecks_keeps_admins_open_and_public_clients_served() {
     redis.stop();
     // Re-checks fail (and are counted) for several intervals...
     engine.wait_metric("fanout_session_recheck_failures_total", |n| n >= 2.0);
-    admin.expect_silence(RECHECK_INTERVAL * 2);
     assert_open(&mut admin);
 
     // ...while events still flow to both audiences.
@@ -129,16 +108,14 @@ fn redis_down_during_rechecks_keeps_admins_open_and_public_clients_served() {
 
 #[test]
 fn rechecks_resume_after_redis_restarts() {
-    let (mut redis, engine) = start_with_redis(&[]);
-    store_session(&redis, "good", ADMIN_SESSION);
-    let mut admin = admin_client(&engine, "good");
+    let (mut redis, engine, mut admin) = start_with_admin(&[]);
 
     redis.stop();
     engine.wait_metric("fanout_session_recheck_failures_total", |n| n >= 1.0);
-    admin.expect_silence(RECHECK_INTERVAL);
+    assert_open(&mut admin);
     // The restarted server is empty, so it definitely answers "no such
     // session": the next re-check reconnects and closes the admin.
     redis.start_again();
-    let limit = RECHECK_INTERVAL + REVOKE_SLACK;
-    assert_eq!(close_code_within(&mut admin, limit), Some(SESSION_REVOKED));
+    wait_rechecks(&redis, 1);
+    assert_eq!(expect_close_code(&mut admin), Some(SESSION_REVOKED));
 }

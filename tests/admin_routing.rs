@@ -2,22 +2,17 @@
 //! topic in the full admin shape while public clients get only the public
 //! derivative with no personal field, topics added with `--topics` reach
 //! admins only, filtered admins get only matching events, scope all with
-//! filters delivers each event once, and public clients are `forbidden`
-//! scope all.
+//! filters delivers each event once, unsubscribing `scope:all` (or
+//! everything) leaves only the filters, and the record's topic decides the
+//! shape. "Nothing else arrives" is checked with a sentinel event.
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use common::admin::{
-    ADMIN_SESSION, TIMESTAMP, admin_client, assert_open, envelope, start_with_redis, store_session, subscribe_all,
-};
-use common::{Client, Received, TestEngine};
+use common::Client;
+use common::admin::{TIMESTAMP, envelope, start_with_admin, subscribe_all};
 use serde_json::{Value, json};
-
-/// How long "nothing else arrives" is watched.
-const QUIET: Duration = Duration::from_millis(300);
 
 /// The seven topics consumed by default (SPEC §5).
 const DEFAULT_TOPICS: [&str; 7] = [
@@ -77,18 +72,6 @@ fn recv_by_type(client: &mut Client, count: usize) -> BTreeMap<String, Vec<Value
     by_type
 }
 
-/// Every message that arrives until `QUIET` passes without one.
-fn drain(client: &mut Client) -> Vec<Value> {
-    let mut got = Vec::new();
-    loop {
-        match client.recv_within(QUIET) {
-            Received::Json(message) => got.push(message),
-            Received::Nothing => return got,
-            Received::Closed(code) => panic!("closed ({code:?}) while draining; got {got:?}"),
-        }
-    }
-}
-
 /// Every object key anywhere in `value`.
 fn keys_of(value: &Value, out: &mut Vec<String>) {
     match value {
@@ -105,12 +88,11 @@ fn keys_of(value: &Value, out: &mut Vec<String>) {
 
 #[test]
 fn every_default_topic_reaches_scope_all_admins_in_full_and_public_clients_without_personal_fields() {
-    let (redis, engine) = start_with_redis(&[]);
-    store_session(&redis, "good", ADMIN_SESSION);
-    let mut admin = admin_client(&engine, "good");
+    let (_redis, engine, mut admin) = start_with_admin(&[]);
     subscribe_all(&mut admin);
     let mut public = engine.public_client();
     public.subscribe(json!({"course_id": "C1"}));
+    public.watch_sentinel();
 
     let body = personal_body("C1");
     for topic in DEFAULT_TOPICS {
@@ -131,10 +113,11 @@ fn every_default_topic_reaches_scope_all_admins_in_full_and_public_clients_witho
             "admin message of {topic}"
         );
     }
-    admin.expect_silence(QUIET);
+    let sentinel = engine.produce_sentinel();
+    admin.expect_sentinel(sentinel);
 
     // Collect everything the public client got before judging any of it.
-    let public_got = drain(&mut public);
+    let public_got = public.recv_until_sentinel(sentinel);
     for message in &public_got {
         let mut keys = Vec::new();
         keys_of(message, &mut keys);
@@ -182,12 +165,11 @@ fn every_default_topic_reaches_scope_all_admins_in_full_and_public_clients_witho
 
 #[test]
 fn a_topic_added_with_topics_reaches_admins_as_event_and_public_clients_not_at_all() {
-    let (redis, engine) = start_with_redis(&["--topics", "booking.created,audit.log"]);
-    store_session(&redis, "good", ADMIN_SESSION);
-    let mut admin = admin_client(&engine, "good");
+    let (_redis, engine, mut admin) = start_with_admin(&["--topics", "booking.created,audit.log"]);
     subscribe_all(&mut admin);
     let mut public = engine.public_client();
     public.subscribe(json!({"course_id": "C1"}));
+    public.watch_sentinel();
 
     let body = personal_body("C1");
     engine.produce_json("audit.log", &envelope("audit.log", &body));
@@ -195,18 +177,18 @@ fn a_topic_added_with_topics_reaches_admins_as_event_and_public_clients_not_at_a
         admin.recv_json(),
         json!({"type": "audit.log", "event": body, "timestamp": TIMESTAMP})
     );
-    public.expect_silence(QUIET);
+    let sentinel = engine.produce_sentinel();
+    public.expect_sentinel(sentinel);
 }
 
 #[test]
 fn filtered_admin_receives_only_matching_events_in_full() {
-    let (redis, engine) = start_with_redis(&[]);
-    store_session(&redis, "good", ADMIN_SESSION);
-    let mut admin = admin_client(&engine, "good");
+    let (_redis, engine, mut admin) = start_with_admin(&[]);
     assert_eq!(
         admin.subscribe(json!({"course_id": "C1"})),
         json!({"type": "subscribed", "filters": {"course_id": ["C1"]}})
     );
+    admin.watch_sentinel();
 
     // Not for this admin: another course, another key, no routing key at all.
     engine.produce_json("booking.created", &envelope("booking.created", &personal_body("C2")));
@@ -237,14 +219,13 @@ fn filtered_admin_receives_only_matching_events_in_full() {
         Some(&[json!({"type": "booking.confirmed", "booking": body, "timestamp": TIMESTAMP})][..]),
         "{got:?}"
     );
-    admin.expect_silence(QUIET);
+    let sentinel = engine.produce_sentinel();
+    admin.expect_sentinel(sentinel);
 }
 
 #[test]
 fn admin_with_scope_all_and_filters_receives_each_event_once() {
-    let (redis, engine) = start_with_redis(&[]);
-    store_session(&redis, "good", ADMIN_SESSION);
-    let mut admin = admin_client(&engine, "good");
+    let (_redis, engine, mut admin) = start_with_admin(&[]);
     admin.send_json(json!({"type": "subscribe", "scope": "all",
         "filters": {"course_id": "C1", "room_id": ["R1", "R2"]}}));
     assert_eq!(
@@ -269,23 +250,73 @@ fn admin_with_scope_all_and_filters_receives_each_event_once() {
         .collect();
     slots.sort_unstable();
     assert_eq!(slots, [1, 2]);
-    admin.expect_silence(QUIET);
+    let sentinel = engine.produce_sentinel();
+    admin.expect_sentinel(sentinel);
 }
 
 #[test]
-fn public_clients_are_forbidden_scope_all() {
-    let engine = TestEngine::start(&[]);
-    let mut public = engine.public_client();
-    public.send_json(json!({"type": "subscribe", "scope": "all"}));
-    let reply = public.recv_json();
-    assert_eq!(reply["type"], "error", "{reply}");
-    assert_eq!(reply["code"], "forbidden", "{reply}");
+fn unsubscribing_scope_all_leaves_only_the_filters() {
+    let (_redis, engine, mut admin) = start_with_admin(&[]);
+    admin.send_json(json!({"type": "subscribe", "scope": "all", "filters": {"course_id": "C1"}}));
+    assert_eq!(
+        admin.recv_json(),
+        json!({"type": "subscribed", "filters": {"course_id": ["C1"]}, "scope": "all"})
+    );
+    // SPEC §4: `"topic":"scope:all"` drops the all scope and nothing else.
+    admin.send_json(json!({"type": "unsubscribe", "topic": "scope:all"}));
+    assert_eq!(
+        admin.recv_json(),
+        json!({"type": "unsubscribed", "topic": "scope:all", "filters": {"course_id": ["C1"]}})
+    );
+    admin.watch_sentinel();
 
-    // Combined with filters, the whole message is refused: no partial subscribe.
-    public.send_json(json!({"type": "subscribe", "scope": "all", "filters": {"course_id": "C1"}}));
-    assert_eq!(public.recv_json()["code"], "forbidden");
+    // Only the scope matched these; the filter still matches the last one.
+    engine.produce_json("booking.created", &envelope("booking.created", &personal_body("C2")));
+    engine.produce_json(
+        "admin.notifications",
+        &envelope("admin.notifications", &json!({"text": "to everyone"})),
+    );
+    engine.produce_json("booking.created", &envelope("booking.created", &personal_body("C1")));
+    let sentinel = engine.produce_sentinel();
+    let got = admin.recv_until_sentinel(sentinel);
+    assert_eq!(
+        got,
+        [json!({"type": "booking.created", "booking": personal_body("C1"), "timestamp": TIMESTAMP})]
+    );
+}
 
-    engine.produce_json("booking.created", &common::booking("C1", 3));
-    public.expect_silence(QUIET);
-    assert_open(&mut public);
+#[test]
+fn unsubscribing_everything_drops_scope_all_too() {
+    let (_redis, engine, mut admin) = start_with_admin(&[]);
+    admin.send_json(json!({"type": "subscribe", "scope": "all", "filters": {"room_id": "R1"}}));
+    assert_eq!(admin.recv_json()["scope"], "all");
+    admin.send_json(json!({"type": "unsubscribe"}));
+    assert_eq!(admin.recv_json(), json!({"type": "unsubscribed", "filters": {}}));
+    admin.watch_sentinel();
+
+    engine.produce_json(
+        "admin.notifications",
+        &envelope("admin.notifications", &json!({"room_id": "R1", "text": "hi"})),
+    );
+    let sentinel = engine.produce_sentinel();
+    admin.expect_sentinel(sentinel);
+}
+
+#[test]
+fn the_record_topic_decides_the_admin_shape_over_the_envelope_topic() {
+    // SPEC §5: the Kafka record's topic is authoritative when the envelope's
+    // `topic` differs.
+    let (_redis, engine, mut admin) = start_with_admin(&[]);
+    subscribe_all(&mut admin);
+    let body = json!({"course_id": "C1", "slots_remaining": 2, "text": "note"});
+    engine.produce_json("admin.notifications", &envelope("booking.created", &body));
+    assert_eq!(
+        admin.recv_json(),
+        json!({"type": "admin.notifications", "notification": body, "timestamp": TIMESTAMP})
+    );
+    engine.produce_json(
+        "schedule.updated",
+        &json!({"topic": "no.such.topic", "payload": {"data": body}}),
+    );
+    assert_eq!(admin.recv_json()["type"], "schedule.updated");
 }

@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use common::raw::{read_to_close, upgrade_request};
 use common::{TestEngine, http_request};
-
-const UPGRADE: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
 
 #[test]
 fn ops_endpoints_and_plain_statuses() {
@@ -36,10 +35,7 @@ fn ops_endpoints_and_plain_statuses() {
     assert_eq!(http_request(engine.addr, "\x01\x02 garbage\r\n\r\n").0, 400);
     // A WebSocket path without the upgrade headers is a bad request.
     assert_eq!(engine.http_get("/ws/availability").0, 400);
-    let (status, _) = http_request(
-        engine.addr,
-        &format!("GET /ws/availability?x=1 HTTP/1.1\r\nHost: t\r\n{UPGRADE}\r\n"),
-    );
+    let (status, _) = http_request(engine.addr, &upgrade_request("/ws/availability?x=1", ""));
     assert_eq!(status, 101);
 }
 
@@ -86,30 +82,24 @@ fn connection_limit_answers_503_before_upgrade() {
 #[test]
 fn oversized_request_head_gets_431() {
     let engine = TestEngine::start(&["--max-header-bytes", "1024"]);
-    let big = format!(
-        "GET /ws/availability HTTP/1.1\r\nHost: t\r\nX-Pad: {}\r\n{UPGRADE}\r\n",
-        "a".repeat(4000)
-    );
+    let big = upgrade_request("/ws/availability", &format!("X-Pad: {}\r\n", "a".repeat(4000)));
     assert_eq!(http_request(engine.addr, &big).0, 431);
 }
 
 #[test]
 fn an_unfinished_handshake_is_dropped_after_the_timeout() {
+    // 300 ms instead of the default 10 s: the drop must come from the flag.
     let engine = TestEngine::start(&["--handshake-timeout", "300ms"]);
     let mut stream = TcpStream::connect(engine.addr).expect("connect");
     stream
         .write_all(b"GET /ws/availability HTTP/1.1\r\nHost: t\r\n")
         .expect("write half a head");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
     let started = Instant::now();
-    let mut buf = [0u8; 64];
-    let n = stream.read(&mut buf).unwrap_or(0);
-    assert_eq!(n, 0, "closed without a response");
+    let answer = read_to_close(&mut stream);
+    assert!(answer.is_empty(), "closed without a response: {answer:?}");
+    // Not before the timeout (a slow machine only makes this longer).
     let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
-        "{waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(250), "dropped after {waited:?}");
 }
 
 #[test]

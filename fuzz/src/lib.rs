@@ -14,7 +14,7 @@ use std::time::Instant;
 use fanout::ingest::decode::{DecodeError, Decoder};
 use fanout::protocol::frame::{self, Kind, Parsed};
 use fanout::protocol::http::{self, Head};
-use fanout::protocol::{self, ClientMessage, Topic};
+use fanout::protocol::{self, ClientMessage, Limits, Topic};
 
 /// Splits off a fuzzer-chosen limit (2 bytes, little endian) from the input.
 fn limit_and_rest(data: &[u8]) -> (usize, &[u8]) {
@@ -155,15 +155,35 @@ pub fn http_head(data: &[u8]) {
     }
 }
 
+/// Limits far below the defaults, so short inputs reach them.
+const TIGHT: Limits = Limits {
+    max_filters: 3,
+    max_filter_value_bytes: 8,
+};
+
 /// A client message (`protocol::parse`, simd-json in place): never panics,
 /// accepts only UTF-8, and what it accepts names real filters with non-empty
-/// values.
+/// values within the limits it was parsed against (a subscribe's count, every
+/// value's bytes): the defaults, and [`TIGHT`], which accepts the same
+/// message exactly when it fits.
 pub fn client_message(data: &[u8]) {
     let mut text = data.to_vec();
-    let Ok(message) = protocol::parse(&mut text) else {
+    let Ok(message) = protocol::parse(&mut text, Limits::default()) else {
+        let mut text = data.to_vec();
+        assert!(protocol::parse(&mut text, TIGHT).is_err(), "tighter limits accepted more");
         return;
     };
     assert!(std::str::from_utf8(data).is_ok(), "accepted bytes that are not UTF-8");
+    let mut text = data.to_vec();
+    let tight = protocol::parse(&mut text, TIGHT);
+    assert!(fits(&message, Limits::default()), "{message:?}");
+    match tight {
+        Ok(tight) => {
+            assert!(fits(&tight, TIGHT), "{tight:?}");
+            assert_eq!(canonical(&tight), canonical(&message), "tight limits changed the message");
+        }
+        Err(_) => assert!(!fits(&message, TIGHT), "tight limits refused what fits them: {message:?}"),
+    }
     match message {
         ClientMessage::Subscribe { filters, .. } | ClientMessage::UnsubscribeFilters(filters) => {
             assert!(filters.iter().all(|(_, value)| !value.is_empty()));
@@ -174,6 +194,40 @@ pub fn client_message(data: &[u8]) {
         },
         ClientMessage::UnsubscribeAll | ClientMessage::Ping => {}
     }
+}
+
+/// Whether `message` keeps within `limits`: a subscribe's distinct values
+/// (an unsubscribe may name any number), and the bytes of every value.
+fn fits(message: &ClientMessage, limits: Limits) -> bool {
+    let short = |value: &str| value.len() <= limits.max_filter_value_bytes;
+    match message {
+        ClientMessage::Subscribe { filters, .. } => {
+            filters.len() <= limits.max_filters && filters.iter().all(|(_, value)| short(value))
+        }
+        ClientMessage::UnsubscribeFilters(filters) => filters.iter().all(|(_, value)| short(value)),
+        ClientMessage::UnsubscribeTopic {
+            target: Topic::Filter(_, value),
+            ..
+        } => short(value),
+        _ => true,
+    }
+}
+
+/// A message with its filters in a fixed order: the order of an object's
+/// keys is not part of it (simd-json iterates an object of over 32 members
+/// in hash order).
+fn canonical(message: &ClientMessage) -> String {
+    match message {
+        ClientMessage::Subscribe { filters, scope_all } => format!("subscribe {scope_all} {:?}", sorted(filters)),
+        ClientMessage::UnsubscribeFilters(filters) => format!("unsubscribe {:?}", sorted(filters)),
+        other => format!("{other:?}"),
+    }
+}
+
+fn sorted(filters: &protocol::Filters) -> Vec<(&'static str, &str)> {
+    let mut values: Vec<_> = filters.iter().map(|(field, value)| (field.name(), value)).collect();
+    values.sort();
+    values
 }
 
 /// Topics a record can come from: each route of SPEC §6, and one unknown.

@@ -1,7 +1,10 @@
 #!/usr/bin/env node
-// Benchmark peer: uWebSockets.js speaking fanout's public WebSocket protocol.
+// Benchmark peer: uWebSockets.js speaking fanout's public WebSocket protocol,
+// fed from Kafka the way a Node team would feed it.
 //
 // Usage: node server.js [--port 3019] [--host 127.0.0.1]
+//                       [--kafka-brokers HOST:PORT[,...]] [--topics booking.created[,...]]
+//                       [--group-id peer-uws] [--max-wait-ms 10]
 //
 // Endpoints (one port):
 //   /ws/availability  public WebSocket, SPEC §3/§4 (connected, subscribe,
@@ -9,13 +12,27 @@
 //                     check (fanout accepts every origin when
 //                     --allowed-origins is unset), no per-client rate limit.
 //   /publish          WebSocket for the load generator: each text frame is one
-//                     event envelope exactly as fanout gets it from Kafka. The
-//                     public message is built once per event (SPEC §6) and
-//                     published to the uWS topic of each routing key value.
+//                     event envelope exactly as fanout gets it from Kafka
+//                     (the socket-fed mode of the older benchmark rows).
 //   /healthz          200 "ok".
+//   /readyz           200 once the Kafka consumer has joined its group and
+//                     finished a fetch after the join (so the start offsets of
+//                     every assigned partition are resolved and nothing
+//                     produced from then on is missed); 503 before that and
+//                     during a rebalance. Without --kafka-brokers always 200.
 //
-// Prints "peer-uws listening on HOST:PORT" when ready; SIGINT/SIGTERM close
-// the listener, send close 1001 to every client and exit 0.
+// With --kafka-brokers the peer consumes --topics with kafkajs (pure JS):
+// eachBatch takes a whole fetched batch and publishes every event of it in
+// one synchronous pass; uWS buffers pub/sub messages per subscriber and writes
+// them out once per event-loop iteration (its TopicTree is drained from the
+// loop's pre and post handlers), so a batch costs each socket one write.
+// --max-wait-ms is kafkajs's maxWaitTimeInMs, the counterpart of fanout's
+// fetch.wait.max.ms (default 10 in both). A new group starts at the end of
+// each partition (live notifications, as fanout).
+//
+// Prints "peer-uws listening on HOST:PORT" when listening (readiness is
+// /readyz); SIGINT/SIGTERM close the listener, send close 1001 to every
+// client, leave the consumer group (at most 2 s) and exit 0.
 'use strict';
 
 const uWS = require('uwebsockets');
@@ -23,7 +40,10 @@ const uWS = require('uwebsockets');
 // ---------------------------------------------------------------- arguments
 
 function parseArgs(argv) {
-  const opts = { host: '127.0.0.1', port: 3019 };
+  const opts = {
+    host: '127.0.0.1', port: 3019, kafkaBrokers: null, topics: ['booking.created'],
+    groupId: 'peer-uws', maxWaitMs: 10,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const eq = a.indexOf('=');
@@ -31,8 +51,13 @@ function parseArgs(argv) {
     const value = () => (eq > 0 ? a.slice(eq + 1) : argv[++i]);
     if (name === '--port') opts.port = Number(value());
     else if (name === '--host') opts.host = value();
+    else if (name === '--kafka-brokers') opts.kafkaBrokers = value().split(',');
+    else if (name === '--topics') opts.topics = value().split(',');
+    else if (name === '--group-id') opts.groupId = value();
+    else if (name === '--max-wait-ms') opts.maxWaitMs = Number(value());
     else if (name === '-h' || name === '--help') {
-      process.stdout.write('usage: node server.js [--port 3019] [--host 127.0.0.1]\n');
+      process.stdout.write('usage: node server.js [--port 3019] [--host 127.0.0.1] '
+        + '[--kafka-brokers HOST:PORT[,...]] [--topics T[,...]] [--group-id G] [--max-wait-ms 10]\n');
       process.exit(0);
     } else {
       process.stderr.write(`peer-uws: unknown argument ${a}\n`);
@@ -41,6 +66,10 @@ function parseArgs(argv) {
   }
   if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) {
     process.stderr.write('peer-uws: --port must be 0..65535\n');
+    process.exit(2);
+  }
+  if (!Number.isInteger(opts.maxWaitMs) || opts.maxWaitMs < 0) {
+    process.stderr.write('peer-uws: --max-wait-ms must be a non-negative integer\n');
     process.exit(2);
   }
   return opts;
@@ -256,20 +285,23 @@ function publicMessage(topic, levels, timestamp) {
 let eventsPublished = 0;
 let eventsSkipped = 0;
 
-function handleEvent(message, isBinary) {
+// One event envelope (UTF-8 bytes: a Kafka record value or a /publish frame).
+// A Kafka record's topic is authoritative (SPEC §5); a /publish frame has only
+// the envelope's.
+function handleEnvelope(raw, recordTopic) {
   let env;
   try {
-    env = JSON.parse(textDecoder.decode(message));
+    env = JSON.parse(textDecoder.decode(raw));
   } catch {
     eventsSkipped++;
     return;
   }
-  if (!isObject(env) || isBinary) { eventsSkipped++; return; }
+  if (!isObject(env)) { eventsSkipped++; return; }
   const payload = isObject(env.payload) ? env.payload : null;
   const data = payload !== null && isObject(payload.data) ? payload.data : null;
   const levels = [data, payload, env];
   const timestamp = typeof env.timestamp === 'string' ? env.timestamp : new Date().toISOString();
-  const msg = publicMessage(env.topic, levels, timestamp);
+  const msg = publicMessage(recordTopic === undefined ? env.topic : recordTopic, levels, timestamp);
   if (msg === null) return;
   // Encode once: one UTF-8 buffer handed to every topic's publish.
   const bytes = Buffer.from(JSON.stringify(msg));
@@ -294,6 +326,41 @@ function handleEvent(message, isBinary) {
       }
     }
   }
+}
+
+// -------------------------------------------------------------------- kafka
+
+// Without a broker the peer is socket-fed (/publish) and ready at once.
+let consumerReady = opts.kafkaBrokers === null;
+let consumer = null;
+
+async function startConsumer() {
+  const { Kafka, logLevel } = require('kafkajs');
+  const kafka = new Kafka({
+    clientId: 'peer-uws', brokers: opts.kafkaBrokers, logLevel: logLevel.WARN,
+  });
+  consumer = kafka.consumer({ groupId: opts.groupId, maxWaitTimeInMs: opts.maxWaitMs, minBytes: 1 });
+  const ev = consumer.events;
+  // kafkajs resolves the start offsets of the assigned partitions inside
+  // its fetch, before the request goes out: the first FETCH after a
+  // GROUP_JOIN means every assigned partition has a position.
+  let joined = false;
+  consumer.on(ev.GROUP_JOIN, () => { joined = true; });
+  consumer.on(ev.FETCH, () => { if (joined) consumerReady = true; });
+  for (const name of [ev.REBALANCING, ev.STOP, ev.DISCONNECT, ev.CRASH]) {
+    consumer.on(name, () => { joined = false; consumerReady = false; });
+  }
+  await consumer.connect();
+  await consumer.subscribe({ topics: opts.topics, fromBeginning: false });
+  await consumer.run({
+    // The whole fetched batch in one synchronous pass: every publish lands
+    // before uWS drains its topic tree at the end of the loop iteration.
+    eachBatch: async ({ batch }) => {
+      for (const message of batch.messages) {
+        if (message.value !== null) handleEnvelope(message.value, batch.topic);
+      }
+    },
+  });
 }
 
 // ------------------------------------------------------------------- server
@@ -331,11 +398,18 @@ app.ws('/publish', {
   maxBackpressure: MAX_PENDING_BYTES,
   idleTimeout: 0,
   open: (ws) => { sockets.add(ws); },
-  message: (ws, message, isBinary) => handleEvent(message, isBinary),
+  message: (ws, message, isBinary) => {
+    if (isBinary) eventsSkipped++;
+    else handleEnvelope(message);
+  },
   close: (ws) => { sockets.delete(ws); },
 });
 
 app.get('/healthz', (res) => { res.end('ok'); });
+app.get('/readyz', (res) => {
+  if (consumerReady) res.end('ready');
+  else res.writeStatus('503 Service Unavailable').end('kafka consumer not ready');
+});
 app.any('/*', (res, req) => {
   res.writeStatus(req.getMethod() === 'get' ? '404 Not Found' : '405 Method Not Allowed').end();
 });
@@ -350,8 +424,17 @@ app.listen(opts.host, opts.port, (token) => {
   process.stdout.write(`peer-uws listening on ${opts.host}:${port}\n`);
 });
 
+if (opts.kafkaBrokers !== null) {
+  startConsumer().catch((e) => {
+    process.stderr.write(`peer-uws: kafka consumer: ${e.stack || e}\n`);
+    process.exit(1);
+  });
+}
+
+let stopping = false;
 function shutdown(signal) {
-  if (listenSocket === null && sockets.size === 0) process.exit(0);
+  if (stopping) process.exit(0); // a second signal: do not wait
+  stopping = true;
   process.stderr.write(`peer-uws: ${signal}: closing ${sockets.size} connections `
     + `(published ${eventsPublished} events, skipped ${eventsSkipped})\n`);
   if (listenSocket !== null) {
@@ -361,8 +444,10 @@ function shutdown(signal) {
   for (const ws of Array.from(sockets)) ws.end(1001, 'server shutting down');
   sockets.clear();
   // Close frames are best effort (already handed to the kernel by end()); do
-  // not wait on peers.
-  setImmediate(() => process.exit(0));
+  // not wait on peers. Leaving the group commits offsets; give it 2 s.
+  const leave = consumer === null ? Promise.resolve() : consumer.disconnect();
+  const deadline = new Promise((resolve) => setTimeout(resolve, 2000).unref());
+  Promise.race([leave, deadline]).finally(() => process.exit(0));
 }
 process.on('SIGINT', () => shutdown('SIGINT'));
 process.on('SIGTERM', () => shutdown('SIGTERM'));

@@ -115,6 +115,10 @@ pub struct Cli {
     /// none (server columns left empty).
     #[arg(long)]
     server_pid: Option<u32>,
+    /// PID of a separate broker process (e.g. tansu), to read its CPU time
+    /// under load from /proc. Default: none.
+    #[arg(long)]
+    broker_pid: Option<u32>,
     /// Tokio worker threads for the subscribers.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -213,6 +217,8 @@ pub struct Config {
     pub ready_timeout: Duration,
     /// Server process to observe.
     pub server_pid: Option<u32>,
+    /// Broker process to observe.
+    pub broker_pid: Option<u32>,
     /// Runtime worker threads.
     pub threads: usize,
     /// JSON output path.
@@ -321,6 +327,7 @@ impl Config {
             hold: cli.hold,
             ready_timeout: cli.ready_timeout,
             server_pid: cli.server_pid,
+            broker_pid: cli.broker_pid,
             threads: cli.threads,
             out: cli.out,
             label,

@@ -18,6 +18,11 @@ pub struct ProcSample {
     pub rss_peak_bytes: u64,
     /// User plus system CPU time consumed so far, seconds.
     pub cpu_secs: f64,
+    /// Of `cpu_secs`, the time spent in the kernel on the process's behalf
+    /// (`stime`), seconds. The kernel charges each scheduler tick to user or
+    /// system by where the thread was, so this is a sample, good to a few
+    /// ticks.
+    pub sys_secs: f64,
 }
 
 /// Reads `/proc/<pid>/status` and `/proc/<pid>/stat`; `None` means self.
@@ -29,10 +34,12 @@ pub fn sample(pid: Option<u32>) -> anyhow::Result<ProcSample> {
     let status = std::fs::read_to_string(format!("{dir}/status"))
         .with_context(|| format!("reading {dir}/status (is the process running?)"))?;
     let stat = std::fs::read_to_string(format!("{dir}/stat")).with_context(|| format!("reading {dir}/stat"))?;
+    let (user_secs, sys_secs) = stat_cpu_secs(&stat)?;
     Ok(ProcSample {
         rss_bytes: status_kib(&status, "VmRSS:")? * 1024,
         rss_peak_bytes: status_kib(&status, "VmHWM:")? * 1024,
-        cpu_secs: stat_cpu_secs(&stat)?,
+        cpu_secs: user_secs + sys_secs,
+        sys_secs,
     })
 }
 
@@ -46,8 +53,8 @@ fn status_kib(status: &str, field: &str) -> anyhow::Result<u64> {
     value.parse().with_context(|| format!("bad {field} value {value:?}"))
 }
 
-/// utime + stime (fields 14 and 15 of `/proc/<pid>/stat`) in seconds.
-fn stat_cpu_secs(stat: &str) -> anyhow::Result<f64> {
+/// (utime, stime) (fields 14 and 15 of `/proc/<pid>/stat`) in seconds.
+fn stat_cpu_secs(stat: &str) -> anyhow::Result<(f64, f64)> {
     // The command name (field 2) may hold spaces and ')': split after the last ')'.
     let rest = stat
         .rfind(')')
@@ -61,7 +68,7 @@ fn stat_cpu_secs(stat: &str) -> anyhow::Result<f64> {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
-    Ok((utime + stime) as f64 / ticks)
+    Ok((utime as f64 / ticks, stime as f64 / ticks))
 }
 
 /// CPU time of this process so far.
@@ -147,8 +154,9 @@ mod tests {
         let stat = "42 (a) b) S 1 1 1 0 -1 4194560 1 0 0 0 250 50 0 0 20 0 1 0 1 1 1";
         // SAFETY: sysconf has no preconditions.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        let secs = stat_cpu_secs(stat).unwrap();
-        assert!((secs - 300.0 / ticks).abs() < 1e-9, "{secs}");
+        let (user, sys) = stat_cpu_secs(stat).unwrap();
+        assert!((user - 250.0 / ticks).abs() < 1e-9, "{user}");
+        assert!((sys - 50.0 / ticks).abs() < 1e-9, "{sys}");
         assert!(stat_cpu_secs("42 (a) S 1").is_err());
     }
 

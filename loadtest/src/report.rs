@@ -35,6 +35,8 @@ pub struct RunReport {
     pub audit: AuditReport,
     /// Server process, with `--server-pid`.
     pub server: Option<ServerReport>,
+    /// Broker process, with `--broker-pid`.
+    pub broker: Option<BrokerReport>,
     /// This process.
     pub client: ClientReport,
 }
@@ -147,6 +149,17 @@ pub struct AuditReport {
     pub passed: bool,
 }
 
+/// Broker process numbers, over the same window as the server's load CPU.
+#[derive(Debug, Serialize)]
+pub struct BrokerReport {
+    /// The observed PID.
+    pub pid: u32,
+    /// CPU seconds from the first event to the end of the drain.
+    pub load_cpu_secs: f64,
+    /// Of `load_cpu_secs`, seconds in the kernel.
+    pub load_sys_secs: f64,
+}
+
 /// Server process numbers.
 #[derive(Debug, Serialize)]
 pub struct ServerReport {
@@ -162,8 +175,13 @@ pub struct ServerReport {
     pub peak_rss_bytes: u64,
     /// (subscribed RSS - before RSS) / acked subscribers, bytes.
     pub rss_per_conn_bytes: f64,
-    /// CPU seconds spent from the first event to the end of the drain.
+    /// CPU seconds spent from the first event to the end of the drain (idle
+    /// mode: over the hold).
     pub load_cpu_secs: f64,
+    /// Of `load_cpu_secs`, seconds in the kernel (`stime`).
+    pub load_sys_secs: f64,
+    /// Wall time over which `load_cpu_secs` was taken, seconds.
+    pub load_window_secs: f64,
     /// Deliveries per server CPU-second.
     pub deliveries_per_cpu_sec: f64,
 }
@@ -316,13 +334,16 @@ impl RunReport {
         if let Some(sv) = &self.server {
             let _ = writeln!(
                 w,
-                "server: RSS {} -> {} subscribed (peak {}), {}/conn; {:.2} CPU-s under load, \
-                 {:.0} deliveries/CPU-s",
+                "server: RSS {} -> {} subscribed (peak {}), {}/conn; {:.2} CPU-s under load \
+                 ({:.0}% kernel, {:.0}% of a core over {:.1} s), {:.0} deliveries/CPU-s",
                 human_bytes(sv.before.rss_bytes),
                 human_bytes(sv.subscribed.rss_bytes),
                 human_bytes(sv.peak_rss_bytes),
                 human_bytes(sv.rss_per_conn_bytes.max(0.0) as u64),
                 sv.load_cpu_secs,
+                100.0 * sv.load_sys_secs / sv.load_cpu_secs.max(1e-9),
+                100.0 * sv.load_cpu_secs / sv.load_window_secs.max(1e-9),
+                sv.load_window_secs,
                 sv.deliveries_per_cpu_sec
             );
         }
@@ -394,6 +415,7 @@ mod tests {
                 passed: tally.is_exact(),
             },
             server: None,
+            broker: None,
             client: ClientReport {
                 load_cpu_secs: 0.5,
                 deliveries_per_cpu_sec: 20.0,

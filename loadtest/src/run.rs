@@ -23,7 +23,7 @@ use crate::config::{Config, Dist, Target};
 use crate::procfs::{self, ProcSample};
 use crate::produce::{self, ProducePlan};
 use crate::report::{
-    AuditReport, ClientReport, ConnectReport, DeliveryReport, Latency, Params, RunReport, ServerReport,
+    AuditReport, BrokerReport, ClientReport, ConnectReport, DeliveryReport, Latency, Params, RunReport, ServerReport,
 };
 use crate::scenario::{KeyPicker, KeySpace, Rng};
 use crate::sink::{EventSink, KafkaSink, PublishSink};
@@ -57,7 +57,12 @@ pub fn run(config: Config) -> anyhow::Result<RunReport> {
 }
 
 fn sample_server(pid: Option<u32>) -> anyhow::Result<Option<ProcSample>> {
-    pid.map(|p| procfs::sample(Some(p)).with_context(|| format!("--server-pid {p}")))
+    sample_pid("--server-pid", pid)
+}
+
+/// A reading of the process given by `flag`, if it was given.
+fn sample_pid(flag: &str, pid: Option<u32>) -> anyhow::Result<Option<ProcSample>> {
+    pid.map(|p| procfs::sample(Some(p)).with_context(|| format!("{flag} {p}")))
         .transpose()
 }
 
@@ -211,6 +216,8 @@ async fn drive(
     // Phase 2: events (or hold, in idle mode), then drain.
     let own_cpu_start = procfs::own_cpu();
     let server_load_start = sample_server(config.server_pid)?;
+    let broker_load_start = sample_pid("--broker-pid", config.broker_pid)?;
+    let load_started = Instant::now();
     let produce_start_unix_nanos = stats::unix_nanos();
     let mut produce_result = None;
     if acked == 0 {
@@ -250,6 +257,8 @@ async fn drive(
     }
     let own_cpu = (procfs::own_cpu() - own_cpu_start).as_secs_f64();
     let server_end = sample_server(config.server_pid)?;
+    let broker_end = sample_pid("--broker-pid", config.broker_pid)?;
+    let load_window_secs = load_started.elapsed().as_secs_f64();
 
     // Phase 3: stop subscribers (abort their tasks), collect their audits.
     for (h, _) in &handles {
@@ -289,6 +298,7 @@ async fn drive(
     let server = match (config.server_pid, server_before, server_subscribed, server_end) {
         (Some(pid), Some(before), Some(subscribed), Some(end)) => {
             let load_cpu_secs = end.cpu_secs - server_load_start.map_or(0.0, |s| s.cpu_secs);
+            let load_sys_secs = end.sys_secs - server_load_start.map_or(0.0, |s| s.sys_secs);
             Some(ServerReport {
                 pid,
                 before,
@@ -297,6 +307,8 @@ async fn drive(
                 peak_rss_bytes: ticker.server_peak_rss.max(subscribed.rss_bytes).max(end.rss_bytes),
                 rss_per_conn_bytes: (subscribed.rss_bytes as f64 - before.rss_bytes as f64) / acked as f64,
                 load_cpu_secs,
+                load_sys_secs,
+                load_window_secs,
                 deliveries_per_cpu_sec: per(deliveries, load_cpu_secs),
             })
         }
@@ -346,6 +358,14 @@ async fn drive(
             passed,
         },
         server,
+        broker: match (config.broker_pid, broker_load_start, broker_end) {
+            (Some(pid), Some(start), Some(end)) => Some(BrokerReport {
+                pid,
+                load_cpu_secs: end.cpu_secs - start.cpu_secs,
+                load_sys_secs: end.sys_secs - start.sys_secs,
+            }),
+            _ => None,
+        },
         client: ClientReport {
             load_cpu_secs: own_cpu,
             deliveries_per_cpu_sec: per(deliveries, own_cpu),

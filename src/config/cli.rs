@@ -37,9 +37,23 @@ pub struct Cli {
     #[arg(long, env = "KAFKA_BROKERS", default_value = "localhost:9092")]
     pub kafka_brokers: String,
 
-    /// Kafka consumer group.
+    /// Kafka consumer group prefix. Every instance reads every partition and
+    /// commits its positions under `<group>.<instance id>` (SPEC §11).
     #[arg(long, env = "KAFKA_GROUP_ID", default_value = "notification-service")]
     pub kafka_group_id: String,
+
+    /// This instance's name: positions are committed under consumer group
+    /// `<--kafka-group-id>.<--instance-id>`, so a restarted instance resumes
+    /// where it stopped. Letters, digits, `.`, `_`, `-`. Default: `<host
+    /// name>-<port>` (the port actually bound, with `--port 0`).
+    #[arg(long, env = "FANOUT_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
+    /// How often the configured topics' partitions are looked up. Partitions
+    /// added to a topic, and a topic created after start, are consumed from
+    /// their beginning within this interval (plus one metadata round trip).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub kafka_refresh_interval: Duration,
 
     /// Topics to consume, comma separated. Default: the seven topics of the
     /// booking platform (booking.created, booking.cancelled, booking.confirmed,
@@ -122,9 +136,16 @@ pub struct Cli {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub session_recheck_interval: Duration,
 
-    /// Maximum filter values per connection.
+    /// Maximum filter values per connection; a subscribe over it gets
+    /// `too_many_filters`.
     #[arg(long, default_value_t = 256)]
     pub max_filters: usize,
+
+    /// Largest filter value in bytes; longer gets `invalid_filter`. With
+    /// `--max-filters` it bounds a connection's filter set, and the
+    /// `subscribed` reply that echoes it.
+    #[arg(long, default_value_t = 128)]
+    pub max_filter_value_bytes: usize,
 
     /// Client messages per second per connection (token bucket, burst of the
     /// same size).
@@ -135,10 +156,17 @@ pub struct Cli {
     #[arg(long, default_value_t = 64 * 1024)]
     pub max_message_bytes: usize,
 
-    /// Outbound bytes queued per connection before it is closed as a slow
-    /// consumer (1013).
+    /// Outbound bytes queued per connection (events, replies, pongs) before
+    /// it is closed as a slow consumer (1013).
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_pending_bytes: usize,
+
+    /// Bytes held for all connections of the process together: outbound
+    /// queues plus partly received messages. Over it, the connections
+    /// holding the most are closed with 1013 until the total is back under.
+    /// Default 256 MiB: 256 connections at the full --max-pending-bytes.
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    pub max_total_pending_bytes: usize,
 
     /// Upgraded connections per process; more get 503.
     #[arg(long, default_value_t = 1_000_000)]
@@ -157,7 +185,15 @@ pub struct Cli {
     #[arg(long, default_value_t = 4096)]
     pub inbox_capacity: usize,
 
-    /// Time allowed for a graceful shutdown (close 1001, commit offsets).
+    /// On SIGTERM/SIGINT, how long the instance keeps serving with `/readyz`
+    /// answering 503 before it closes its clients, so a load balancer stops
+    /// sending it new ones first. Set it to the balancer's health-check
+    /// interval times its fall count. A second signal cuts it short.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub drain_grace: Duration,
+
+    /// Time allowed, after `--drain-grace`, for closing clients (1001) and
+    /// committing offsets; the process exits within grace + timeout.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 

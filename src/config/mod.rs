@@ -31,6 +31,12 @@ pub enum ConfigError {
     /// An origin that can never match a browser's Origin header.
     #[error("allowed origin {0:?} must look like scheme://host[:port]")]
     BadOrigin(String),
+    /// An instance id that cannot be part of a consumer group name.
+    #[error("--instance-id {0:?} must be 1 to 200 letters, digits, '.', '_' or '-'")]
+    BadInstanceId(String),
+    /// A librdkafka property fanout sets itself.
+    #[error("--kafka-opt {0}=... is set by fanout ({1})")]
+    ReservedKafkaOpt(String, &'static str),
     /// More shards than cores when pinning.
     #[error(
         "{shards} shards plus the ingest core need {needed} cores, this machine has {cores} (use --no-pin or fewer --shards)"
@@ -70,10 +76,14 @@ pub enum Brokers {
 pub struct KafkaConfig {
     /// Where to connect.
     pub brokers: Brokers,
-    /// Consumer group id.
+    /// Consumer group prefix; positions go to `<group_id>.<instance id>`.
     pub group_id: String,
+    /// `--instance-id`; `None`: `<host name>-<port>`, known once bound.
+    pub instance_id: Option<String>,
     /// Topics to consume.
     pub topics: Vec<String>,
+    /// Interval of the partition lookup. Default: 5 s.
+    pub refresh_interval: Duration,
     /// librdkafka properties given by the user, applied over the defaults.
     pub overrides: Vec<(String, String)>,
 }
@@ -95,19 +105,25 @@ pub struct ShardConfig {
     pub session_recheck_interval: Duration,
     /// Filter values per connection.
     pub max_filters: usize,
+    /// Bytes of one filter value.
+    pub max_filter_value_bytes: usize,
     /// Client messages per second (and burst).
     pub max_client_msgs_per_sec: u32,
     /// Largest client message, bytes.
     pub max_message_bytes: usize,
     /// Outbound queue bound per connection, bytes.
     pub max_pending_bytes: usize,
+    /// Bytes held for all connections of the process together (queues and
+    /// partial input); over it the largest holders are closed.
+    pub max_total_pending_bytes: usize,
     /// Upgraded connections per process.
     pub max_connections: usize,
     /// Deadline for a complete request head.
     pub handshake_timeout: Duration,
     /// Largest request head, bytes.
     pub max_header_bytes: usize,
-    /// Time allowed for closing clients at shutdown.
+    /// Time allowed for closing clients (and committing) at shutdown, after
+    /// the grace. Default: 5 s.
     pub drain_timeout: Duration,
     /// Spin before parking an idle shard.
     pub spin_before_park: Duration,
@@ -152,6 +168,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Inbox capacity per shard, events.
     pub inbox_capacity: usize,
+    /// Serving time with `/readyz` 503 between a stop signal and closing
+    /// clients. Default: 0.
+    pub drain_grace: Duration,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -163,6 +182,8 @@ impl Config {
         let placement = placement(&cli, cores)?;
         for (name, value) in [
             ("--max-filters", cli.max_filters),
+            ("--max-filter-value-bytes", cli.max_filter_value_bytes),
+            ("--max-total-pending-bytes", cli.max_total_pending_bytes),
             ("--max-client-msgs-per-sec", cli.max_client_msgs_per_sec as usize),
             ("--max-message-bytes", cli.max_message_bytes),
             ("--max-pending-bytes", cli.max_pending_bytes),
@@ -172,6 +193,10 @@ impl Config {
             ("--ping-interval", cli.ping_interval.as_millis() as usize),
             ("--pong-timeout", cli.pong_timeout.as_millis() as usize),
             ("--sweep-interval", cli.sweep_interval.as_millis() as usize),
+            (
+                "--kafka-refresh-interval",
+                cli.kafka_refresh_interval.as_millis() as usize,
+            ),
             (
                 "--session-recheck-interval",
                 cli.session_recheck_interval.as_millis() as usize,
@@ -204,6 +229,17 @@ impl Config {
                 _ => Err(ConfigError::KafkaOpt(opt.clone())),
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some((key, _)) = overrides.iter().find(|(key, _)| key == "group.id") {
+            return Err(ConfigError::ReservedKafkaOpt(
+                key.clone(),
+                "use --kafka-group-id and --instance-id",
+            ));
+        }
+        let instance_id = match cli.instance_id.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(id) if is_instance_id(id) => Some(id.to_string()),
+            Some(bad) => return Err(ConfigError::BadInstanceId(bad.to_string())),
+        };
         let allowed_origins = cli
             .allowed_origins
             .iter()
@@ -229,7 +265,9 @@ impl Config {
             kafka: KafkaConfig {
                 brokers,
                 group_id: cli.kafka_group_id,
+                instance_id,
                 topics,
+                refresh_interval: cli.kafka_refresh_interval,
                 overrides,
             },
             shard: ShardConfig {
@@ -240,9 +278,11 @@ impl Config {
                 sweep_interval: cli.sweep_interval,
                 session_recheck_interval: cli.session_recheck_interval,
                 max_filters: cli.max_filters,
+                max_filter_value_bytes: cli.max_filter_value_bytes,
                 max_client_msgs_per_sec: cli.max_client_msgs_per_sec,
                 max_message_bytes: cli.max_message_bytes,
                 max_pending_bytes: cli.max_pending_bytes,
+                max_total_pending_bytes: cli.max_total_pending_bytes,
                 max_connections: cli.max_connections,
                 handshake_timeout: cli.handshake_timeout,
                 max_header_bytes: cli.max_header_bytes,
@@ -256,6 +296,7 @@ impl Config {
                 redis_timeout: cli.redis_timeout,
             },
             inbox_capacity: cli.inbox_capacity,
+            drain_grace: cli.drain_grace,
             log_format: cli.log_format,
         })
     }
@@ -296,6 +337,42 @@ fn placement(cli: &Cli, cores: usize) -> Result<Placement, ConfigError> {
         ingest_core: Some(cli.ingest_core),
         shard_cores: Some(shard_cores),
     })
+}
+
+impl KafkaConfig {
+    /// The consumer group this instance commits its positions under (SPEC
+    /// §11): `<group_id>.<instance>`.
+    pub fn instance_group(&self, instance: &str) -> String {
+        format!("{}.{instance}", self.group_id)
+    }
+}
+
+/// The default instance id: `<host name>-<port>`, so two instances on one
+/// host differ too. Characters a group name should not carry become `-`.
+pub fn default_instance_id(port: u16) -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // on success when the name fits (the last byte stays 0 otherwise).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let host: String = if rc == 0 && len > 0 {
+        buf[..len]
+            .iter()
+            .map(|&b| if is_instance_byte(b) { b as char } else { '-' })
+            .take(180)
+            .collect()
+    } else {
+        "fanout".to_string()
+    };
+    format!("{host}-{port}")
+}
+
+fn is_instance_id(id: &str) -> bool {
+    (1..=200).contains(&id.len()) && id.bytes().all(is_instance_byte)
+}
+
+fn is_instance_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"._-".contains(&b)
 }
 
 fn is_topic_name(topic: &str) -> bool {

@@ -24,7 +24,20 @@ fn defaults_match_the_spec() {
     assert_eq!(config.shard.max_client_msgs_per_sec, 50);
     assert_eq!(config.shard.max_message_bytes, 64 * 1024);
     assert_eq!(config.shard.max_pending_bytes, 1024 * 1024);
+    assert_eq!(config.shard.max_filter_value_bytes, 128);
+    assert_eq!(config.shard.max_total_pending_bytes, 256 * 1024 * 1024);
+    // What the parser assumes when no shard hands it the flags (fuzzing).
+    assert_eq!(
+        crate::protocol::Limits::default(),
+        crate::protocol::Limits {
+            max_filters: config.shard.max_filters,
+            max_filter_value_bytes: config.shard.max_filter_value_bytes,
+        }
+    );
     assert_eq!(config.shard.drain_timeout, Duration::from_secs(5));
+    assert_eq!(config.drain_grace, Duration::ZERO);
+    assert_eq!(config.kafka.instance_id, None);
+    assert_eq!(config.kafka.refresh_interval, Duration::from_secs(5));
     assert!(config.placement.shard_cores.is_none());
 }
 
@@ -86,4 +99,31 @@ fn absurd_durations_are_refused_before_they_can_overflow() {
     let err = Cli::try_parse_from(["fanout", "--no-pin", "--ping-interval", "100000000years"]).unwrap_err();
     assert!(err.to_string().contains("longest allowed"), "{err}");
     assert!(parse(&["--no-pin", "--drain-timeout", "24h"]).is_ok());
+}
+
+#[test]
+fn instances_commit_under_their_own_group() {
+    // See: #9
+    let config = parse(&["--no-pin", "--kafka-group-id", "g", "--instance-id", "web-1"]).expect("valid");
+    assert_eq!(
+        config
+            .kafka
+            .instance_group(config.kafka.instance_id.as_deref().expect("set")),
+        "g.web-1"
+    );
+    let default = default_instance_id(3009);
+    assert!(default.ends_with("-3009"), "{default}");
+    assert!(is_instance_id(&default), "{default}");
+    assert!(matches!(
+        parse(&["--no-pin", "--instance-id", "a/b"]),
+        Err(ConfigError::BadInstanceId(_))
+    ));
+    assert!(matches!(
+        parse(&["--no-pin", "--kafka-opt", "group.id=x"]),
+        Err(ConfigError::ReservedKafkaOpt(..))
+    ));
+    assert!(matches!(
+        parse(&["--no-pin", "--kafka-refresh-interval", "0s"]),
+        Err(ConfigError::Zero("--kafka-refresh-interval"))
+    ));
 }

@@ -1,5 +1,5 @@
 //! Kafka record -> [`Outbound`]: parse with simd-json, find the fields,
-//! let [`route`](crate::route) write each audience's message, frame once.
+//! let [`route`] write each audience's message, frame once.
 //!
 //! Runs on the ingest thread only. A [`Decoder`] keeps its parse buffers and
 //! output scratch across records, so steady state allocates only the frames

@@ -48,6 +48,8 @@ pub fn spawn<S: EventSource + Send + 'static>(
             tracing::warn!(core, "could not pin the ingest thread");
         }
         run(&mut source, &dispatcher, &metrics, &stop);
+        // Let the shards start closing their clients while we commit.
+        drop(dispatcher);
         source.commit_now();
     })
 }
@@ -88,7 +90,10 @@ pub fn run(source: &mut impl EventSource, dispatcher: &Dispatcher, metrics: &Ing
             ControlFlow::Continue(())
         });
         if shard_gone {
-            tracing::error!("a shard is gone; ingest stops");
+            // At shutdown a send waiting on a full inbox gives up the same way.
+            if !stop.load(Ordering::Relaxed) {
+                tracing::error!("a shard is gone; ingest stops");
+            }
             return;
         }
         source.handed_off();

@@ -78,6 +78,14 @@ pub struct ShardMetrics {
     pub bytes_written: Counter,
     /// Connections closed for exceeding `--max-pending-bytes`.
     pub slow_consumer_disconnects: Counter,
+    /// Bytes held for the shard's connections: outbound queues plus partial
+    /// input, as of the shard's last delivery, input or tick (at most about
+    /// a second old). Also what the other shards read to check
+    /// `--max-total-pending-bytes`.
+    pub pending_bytes: Gauge,
+    /// Connections closed (1013) because the process was over
+    /// `--max-total-pending-bytes` and they held the most.
+    pub budget_disconnects: Counter,
     /// Connections closed for missing the heartbeat.
     pub heartbeat_timeouts: Counter,
     /// Upgrades refused, by HTTP status (400, 401, 403, 404, 405, 431, 503).
@@ -109,6 +117,8 @@ impl Default for ShardMetrics {
             messages_delivered: Counter::default(),
             bytes_written: Counter::default(),
             slow_consumer_disconnects: Counter::default(),
+            pending_bytes: Gauge::default(),
+            budget_disconnects: Counter::default(),
             heartbeat_timeouts: Counter::default(),
             rejected: Default::default(),
             closes: Default::default(),

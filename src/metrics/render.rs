@@ -88,6 +88,20 @@ impl Registry {
         );
         per_shard(
             &mut out,
+            "fanout_pending_bytes",
+            "gauge",
+            "Bytes held for connections: outbound queues plus partly received messages.",
+            &|s| s.pending_bytes.get(),
+        );
+        per_shard(
+            &mut out,
+            "fanout_budget_disconnects_total",
+            "counter",
+            "Connections closed (1013) holding the most while the process was over --max-total-pending-bytes.",
+            &|s| s.budget_disconnects.get() as i64,
+        );
+        per_shard(
+            &mut out,
             "fanout_heartbeat_timeouts_total",
             "counter",
             "Connections closed for not answering a ping in --pong-timeout.",

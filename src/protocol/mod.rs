@@ -5,16 +5,22 @@
 //! connection's subscriptions are [`Filters`]; replies are encoded by
 //! [`Reply`]; framing is [`frame`]'s. Runs on the shard that owns the
 //! connection.
+//!
+//! Parsing is linear in the message: the JSON parse is, and the filter
+//! values are checked against [`Limits`] as they are read (a hash set
+//! dedups them; a subscribe stops at the first value over `--max-filters`),
+//! so no message builds more than the limits allow.
 
 mod filters;
 pub mod frame;
 pub mod http;
 mod reply;
 
+use ahash::AHashSet;
 use simd_json::BorrowedValue as Value;
 use simd_json::prelude::*;
 
-pub use self::filters::Filters;
+pub use self::filters::{Filters, OverLimit};
 pub use self::reply::Reply;
 use crate::event::Field;
 
@@ -50,6 +56,25 @@ pub enum Topic {
     Filter(Field, String),
     /// `scope:all`.
     ScopeAll,
+}
+
+/// The bounds of SPEC §4 a message is parsed against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Distinct filter values a subscribe may name (`--max-filters`).
+    pub max_filters: usize,
+    /// Bytes of one filter value (`--max-filter-value-bytes`).
+    pub max_filter_value_bytes: usize,
+}
+
+impl Default for Limits {
+    /// The flags' defaults: 256 filters of at most 128 bytes.
+    fn default() -> Self {
+        Limits {
+            max_filters: 256,
+            max_filter_value_bytes: 128,
+        }
+    }
 }
 
 /// A message the connection answers with an error and survives.
@@ -88,8 +113,9 @@ impl ProtocolError {
     }
 }
 
-/// Parses one text message, in place (simd-json rewrites `text`).
-pub fn parse(text: &mut [u8]) -> Result<ClientMessage, ProtocolError> {
+/// Parses one text message, in place (simd-json rewrites `text`), within
+/// `limits`. Linear in the length of `text`.
+pub fn parse(text: &mut [u8], limits: Limits) -> Result<ClientMessage, ProtocolError> {
     let value = simd_json::to_borrowed_value(text).map_err(|_| ProtocolError::InvalidFormat)?;
     let object = value.as_object().ok_or(ProtocolError::InvalidFormat)?;
     let kind = object
@@ -106,7 +132,10 @@ pub fn parse(text: &mut [u8]) -> Result<ClientMessage, ProtocolError> {
             let filters = match object.get("filters") {
                 None if !scope_all => return Err(ProtocolError::InvalidFormat),
                 None => Filters::default(),
-                Some(filters) => parse_filters(filters)?,
+                // A subscribe over the limit on its own is refused before
+                // more is built (the connection's own count is checked when
+                // it is applied).
+                Some(filters) => parse_filters(filters, limits, Some(limits.max_filters))?,
             };
             Ok(ClientMessage::Subscribe { filters, scope_all })
         }
@@ -115,11 +144,12 @@ pub fn parse(text: &mut [u8]) -> Result<ClientMessage, ProtocolError> {
             (Some(topic), None) => {
                 let topic = topic.as_str().ok_or(ProtocolError::InvalidFormat)?;
                 Ok(ClientMessage::UnsubscribeTopic {
+                    target: parse_topic(topic, limits)?,
                     topic: topic.to_string(),
-                    target: parse_topic(topic)?,
                 })
             }
-            (None, Some(filters)) => Ok(ClientMessage::UnsubscribeFilters(parse_filters(filters)?)),
+            // Unsubscribing costs O(set + message) whatever the count: no cap.
+            (None, Some(filters)) => Ok(ClientMessage::UnsubscribeFilters(parse_filters(filters, limits, None)?)),
             (None, None) => Ok(ClientMessage::UnsubscribeAll),
         },
         "ping" => Ok(ClientMessage::Ping),
@@ -127,19 +157,30 @@ pub fn parse(text: &mut [u8]) -> Result<ClientMessage, ProtocolError> {
     }
 }
 
-fn parse_filters(filters: &Value<'_>) -> Result<Filters, ProtocolError> {
+/// Reads a `filters` object: distinct values in message order. With
+/// `max_count`, stops with `too_many_filters` at the first distinct value
+/// past it.
+fn parse_filters<'v>(
+    filters: &'v Value<'_>,
+    limits: Limits,
+    max_count: Option<usize>,
+) -> Result<Filters, ProtocolError> {
     let object = filters.as_object().ok_or(ProtocolError::InvalidFormat)?;
     let mut out = Filters::default();
+    // Dedup in O(1) per value; borrowed from the message, so no copies.
+    let mut seen: AHashSet<(Field, &'v str)> = AHashSet::new();
     for (key, value) in object.iter() {
-        let field =
-            Field::from_name(key).ok_or_else(|| ProtocolError::InvalidFilter(format!("unknown filter key {key:?}")))?;
-        let mut add = |item: &Value<'_>| match item.as_str() {
-            Some("") => Err(ProtocolError::InvalidFilter(format!("{key} must not be empty"))),
-            Some(s) => {
-                out.insert(field, s);
-                Ok(())
+        let field = Field::from_name(key)
+            .ok_or_else(|| ProtocolError::InvalidFilter(format!("unknown filter key {:?}", excerpt(key))))?;
+        let mut add = |item: &'v Value<'_>| -> Result<(), ProtocolError> {
+            let value = check_value(field, item.as_str(), limits)?;
+            if seen.insert((field, value)) {
+                if max_count.is_some_and(|max| seen.len() > max) {
+                    return Err(ProtocolError::TooManyFilters(limits.max_filters));
+                }
+                out.push_distinct(field, value);
             }
-            None => Err(ProtocolError::InvalidFilter(format!("{key} values must be strings"))),
+            Ok(())
         };
         match value {
             Value::Array(items) => items.iter().try_for_each(&mut add)?,
@@ -149,16 +190,48 @@ fn parse_filters(filters: &Value<'_>) -> Result<Filters, ProtocolError> {
     Ok(out)
 }
 
-fn parse_topic(topic: &str) -> Result<Topic, ProtocolError> {
+/// A filter value as SPEC §4 allows it: a non-empty string of at most
+/// `--max-filter-value-bytes`.
+fn check_value(field: Field, value: Option<&str>, limits: Limits) -> Result<&str, ProtocolError> {
+    let key = field.name();
+    match value {
+        Some("") => Err(ProtocolError::InvalidFilter(format!("{key} must not be empty"))),
+        Some(value) if value.len() > limits.max_filter_value_bytes => Err(ProtocolError::InvalidFilter(format!(
+            "{key} values are at most {} bytes",
+            limits.max_filter_value_bytes
+        ))),
+        Some(value) => Ok(value),
+        None => Err(ProtocolError::InvalidFilter(format!("{key} values must be strings"))),
+    }
+}
+
+/// Bytes of client text an error message quotes, at most: the reply to a
+/// bad key stays small whatever the key's size.
+const EXCERPT_BYTES: usize = 64;
+
+/// The start of `text`, at most [`EXCERPT_BYTES`], cut at a char boundary.
+fn excerpt(text: &str) -> &str {
+    if text.len() <= EXCERPT_BYTES {
+        return text;
+    }
+    let end = (0..=EXCERPT_BYTES)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    &text[..end]
+}
+
+fn parse_topic(topic: &str, limits: Limits) -> Result<Topic, ProtocolError> {
     if topic == "scope:all" {
         return Ok(Topic::ScopeAll);
     }
-    let invalid = || ProtocolError::InvalidFilter(format!("topic {topic:?} is not field:value"));
+    let invalid = || ProtocolError::InvalidFilter(format!("topic {:?} is not field:value", excerpt(topic)));
     let (name, value) = topic.split_once(':').ok_or_else(invalid)?;
     let field = Field::from_name(name).ok_or_else(invalid)?;
     if value.is_empty() {
         return Err(invalid());
     }
+    let value = check_value(field, Some(value), limits)?;
     Ok(Topic::Filter(field, value.to_string()))
 }
 
@@ -167,7 +240,7 @@ mod tests {
     use super::*;
 
     fn parse_str(text: &str) -> Result<ClientMessage, ProtocolError> {
-        parse(&mut text.as_bytes().to_vec())
+        parse(&mut text.as_bytes().to_vec(), Limits::default())
     }
 
     fn filters(pairs: &[(Field, &str)]) -> Filters {
@@ -259,10 +332,53 @@ mod tests {
         );
     }
 
+    #[test]
+    fn filter_values_are_bounded_in_bytes() {
+        let limits = Limits {
+            max_filters: 4,
+            max_filter_value_bytes: 3,
+        };
+        let parse_with = |text: &str| parse(&mut text.as_bytes().to_vec(), limits);
+        assert!(parse_with(r#"{"type":"subscribe","filters":{"course_id":"abc"}}"#).is_ok());
+        let error = parse_with(r#"{"type":"subscribe","filters":{"course_id":"abcd"}}"#).unwrap_err();
+        assert_eq!(error.code(), "invalid_filter");
+        let error = parse_with(r#"{"type":"unsubscribe","topic":"course_id:abcd"}"#).unwrap_err();
+        assert_eq!(error.code(), "invalid_filter");
+    }
+
+    #[test]
+    fn errors_quote_at_most_an_excerpt_of_client_text() {
+        let key = "k".repeat(10_000);
+        let text = format!(r#"{{"type":"subscribe","filters":{{"{key}":"x"}}}}"#);
+        let error = parse_str(&text).unwrap_err();
+        assert!(error.to_string().len() < 2 * EXCERPT_BYTES, "{error}");
+        let topic = format!(r#"{{"type":"unsubscribe","topic":"é{key}"}}"#);
+        let error = parse_str(&topic).unwrap_err();
+        assert!(error.to_string().len() < 2 * EXCERPT_BYTES, "{error}");
+    }
+
+    #[test]
+    fn a_subscribe_stops_at_the_first_value_over_the_count() {
+        let limits = Limits {
+            max_filters: 3,
+            max_filter_value_bytes: 128,
+        };
+        let parse_with = |text: &str| parse(&mut text.as_bytes().to_vec(), limits);
+        // Duplicates are not counted twice.
+        let ok = parse_with(r#"{"type":"subscribe","filters":{"room_id":["a","b","a","c","b"]}}"#);
+        assert!(matches!(ok, Ok(ClientMessage::Subscribe { filters, .. }) if filters.len() == 3));
+        // The 4th distinct value fails, even when a later value is invalid.
+        let over = parse_with(r#"{"type":"subscribe","filters":{"room_id":["a","b","c","d",1]}}"#);
+        assert_eq!(over.unwrap_err().code(), "too_many_filters");
+        // Unsubscribing many is linear and not capped.
+        let many = parse_with(r#"{"type":"unsubscribe","filters":{"room_id":["a","b","c","d","e"]}}"#);
+        assert!(matches!(many, Ok(ClientMessage::UnsubscribeFilters(filters)) if filters.len() == 5));
+    }
+
     proptest::proptest! {
         #[test]
         fn parse_never_panics(mut bytes: Vec<u8>) {
-            let _ = parse(&mut bytes);
+            let _ = parse(&mut bytes, Limits::default());
         }
     }
 }

@@ -7,6 +7,8 @@
 //! `Conn` (or its stream) is dropped, nothing can write to that fd again.
 //! Invariant: `close.is_some()` from the moment a close is requested; from
 //! then on the connection is in no index and nothing new is queued to it.
+//! What a connection holds (its queue, its partial input) is tallied in the
+//! shard's `Held` (see `budget`) whenever it changes.
 
 use std::num::NonZeroU64;
 use std::task::Waker;
@@ -95,6 +97,13 @@ pub(super) struct Partial {
     pub(super) fragments: Option<(frame::Kind, Vec<u8>)>,
 }
 
+impl Partial {
+    /// Memory held, as tallied: the buffers' capacities.
+    pub(super) fn held_bytes(&self) -> usize {
+        self.rx.capacity() + self.fragments.as_ref().map_or(0, |(_, message)| message.capacity())
+    }
+}
+
 /// One upgraded connection.
 pub struct Conn {
     /// Unique per shard for the process lifetime (also in `clientId`).
@@ -156,6 +165,12 @@ impl Conn {
             close: None,
             waker: None,
         }
+    }
+
+    /// Bytes this connection holds against the budget: its queue and its
+    /// partial input.
+    pub(super) fn held_bytes(&self) -> usize {
+        self.outbox.pending_bytes() + self.partial.as_ref().map_or(0, |p| p.held_bytes())
     }
 
     /// Wakes the connection's task, if it waits.

@@ -7,6 +7,13 @@
 //! connection is written once with a vectored, non-blocking `sendmsg`, so
 //! several events to one socket cost one syscall. A socket that would block
 //! is left to its own task; the shard never waits on one socket (SPEC §7).
+//!
+//! Everything queued to a connection counts against `--max-pending-bytes`
+//! (SPEC §7): an event or a reply that would take the queue over it closes
+//! the connection with 1013 instead of being queued; a pong replaces the
+//! unsent one while the socket is full (`Outbox::push_pong`). After each
+//! batch the shard checks the process-wide budget (`budget`), once per
+//! batch, never per message.
 
 use std::time::Instant;
 
@@ -54,7 +61,7 @@ impl Shard {
                         slow.push(id);
                         continue;
                     }
-                    conn.outbox.push(frame.clone());
+                    conn.outbox.push(frame.clone(), &self.held);
                     delivered += 1;
                     if !conn.dirty {
                         conn.dirty = true;
@@ -80,7 +87,13 @@ impl Shard {
 
     /// Writes what is queued on every connection touched since the last
     /// flush. Sockets that would block are handed to their tasks.
+    /// Then checks the budget (`check_budget`).
     pub fn flush_dirty(&self) {
+        self.write_dirty();
+        self.check_budget();
+    }
+
+    fn write_dirty(&self) {
         let mut dirty = self.dirty.borrow_mut();
         if dirty.is_empty() {
             return;
@@ -95,7 +108,7 @@ impl Shard {
                 continue;
             }
             let Some(stream) = conn.stream.as_ref() else { continue };
-            match conn.outbox.write_to(stream) {
+            match conn.outbox.write_to(stream, &self.held) {
                 Ok((n, Flushed::All)) => written += n,
                 Ok((n, Flushed::WouldBlock)) => {
                     written += n;
@@ -114,9 +127,68 @@ impl Shard {
     }
 
     /// Queues a frame for one connection (replies, pings) and marks it for
-    /// the next flush.
+    /// the next flush. A frame that would take the queue over
+    /// `--max-pending-bytes` closes the connection with 1013 instead (SPEC
+    /// §7); nothing is queued to a closing connection.
     pub(super) fn enqueue(&self, conn: &mut Conn, id: ConnId, frame: Bytes) {
-        conn.outbox.push(frame);
+        if conn.close.is_some() {
+            return;
+        }
+        if self.closed_over_bound(conn, id, frame.len()) {
+            return;
+        }
+        conn.outbox.push(frame, &self.held);
+        self.mark_dirty(conn, id);
+    }
+
+    /// Queues a pong, counted against `--max-pending-bytes` like any frame;
+    /// while the socket is full it replaces the pong queued before it
+    /// instead (RFC 6455 §5.5.3 allows answering only the latest ping), so a
+    /// ping flood from a client that does not read holds one pong.
+    pub(super) fn enqueue_pong(&self, conn: &mut Conn, id: ConnId, frame: Bytes) {
+        if conn.close.is_some() {
+            return;
+        }
+        let frame = if conn.blocked {
+            match conn.outbox.replace_pong(frame, &self.held) {
+                None => return,
+                Some(frame) => frame,
+            }
+        } else {
+            frame
+        };
+        if self.closed_over_bound(conn, id, frame.len()) {
+            return;
+        }
+        conn.outbox.push_pong(frame, &self.held);
+        self.mark_dirty(conn, id);
+    }
+
+    /// Closes the connection with 1013 (a slow consumer, SPEC §7) when
+    /// `len` more bytes would take its queue over `--max-pending-bytes`.
+    fn closed_over_bound(&self, conn: &mut Conn, id: ConnId, len: usize) -> bool {
+        let max = self.config.max_pending_bytes;
+        if conn.outbox.pending_bytes() + len <= max {
+            return false;
+        }
+        // Replies to pipelined messages are queued before the next flush: let
+        // the socket take what it can first, so only a client that does not
+        // read is closed.
+        if !conn.blocked
+            && let Some(stream) = conn.stream.as_ref()
+            && let Ok((written, _)) = conn.outbox.write_to(stream, &self.held)
+        {
+            self.metrics.bytes_written.add(written as u64);
+            if conn.outbox.pending_bytes() + len <= max {
+                return false;
+            }
+        }
+        self.metrics.slow_consumer_disconnects.inc();
+        self.close_conn(id, conn, Close::discarding(close_code::TRY_AGAIN_LATER));
+        true
+    }
+
+    fn mark_dirty(&self, conn: &mut Conn, id: ConnId) {
         if !conn.dirty {
             conn.dirty = true;
             self.dirty.borrow_mut().push(id);

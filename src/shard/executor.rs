@@ -6,13 +6,22 @@
 //! ticker and, with Redis, the session re-check. When the inbox disconnects
 //! (shutdown), the shard stops accepting, closes every client with 1001,
 //! waits for them up to `--drain-timeout`, and ends.
+//!
+//! Start-up is a handshake, so a process is never half alive: [`spawn`]
+//! returns only once the executor runs (or with the reason it could not,
+//! e.g. the memlock limit, and what to do about it), and a started shard
+//! serves nothing until the engine opens the [`StartGate`] (every shard and
+//! the Kafka source are up). A shard counts itself in `Readiness` while it
+//! runs, so `/healthz` and the main loop notice one that dies.
 
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
-use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+use glommio::{ExecutorJoinHandle, GlommioError, LocalExecutorBuilder, Placement, ReactorErrorKind};
 
 use super::inbox::Inbox;
 use super::{Close, Shard, ShardId, Shared};
@@ -20,6 +29,7 @@ use crate::auth::SessionStore;
 use crate::auth::redis::RedisClient;
 use crate::config::{AuthConfig, ShardConfig};
 use crate::protocol::frame::close_code;
+use crate::readiness::Readiness;
 
 /// Events taken from the inbox per delivery batch.
 const BATCH: usize = 256;
@@ -42,24 +52,221 @@ pub struct ShardStart {
     pub auth: AuthConfig,
 }
 
-/// Spawns the shard's executor thread.
-pub fn spawn(start: ShardStart) -> glommio::Result<ExecutorJoinHandle<()>, ()> {
+/// Locked memory glommio requires of each executor (its check, in
+/// `sys/uring.rs`), in bytes.
+pub const MIN_MEMLOCK_BYTES: u64 = 512 * 1024;
+
+/// Registered I/O buffer area per executor, in bytes (locked memory).
+const IO_MEMORY_BYTES: usize = 1 << 20;
+
+/// How long a shard's executor may take to start.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What to do about a memlock limit that is too low.
+const MEMLOCK_ADVICE: &str = "raise the memlock limit: `ulimit -l unlimited` in the shell that starts fanout, \
+     `LimitMEMLOCK=infinity` in its systemd unit, or `--ulimit memlock=-1` on `docker run`/`podman run`";
+
+/// What to do when io_uring is refused.
+const IO_URING_ADVICE: &str = "io_uring is unavailable: fanout needs Linux >= 5.8 with io_uring enabled \
+     (sysctl kernel.io_uring_disabled=0) and, in a container, a seccomp profile that allows \
+     io_uring_setup, io_uring_enter and io_uring_register (Docker >= 25 and containerd 2 block them by default; \
+     see deploy/Containerfile)";
+
+/// A shard that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardStartError {
+    /// Locked memory for io_uring is below what glommio needs, even after
+    /// raising the soft limit to the hard one.
+    #[error(
+        "shards cannot start: glommio needs at least {need_kib} KiB of locked memory per shard, the memlock limit is {soft_kib} KiB (hard limit {hard_kib} KiB); {MEMLOCK_ADVICE}"
+    )]
+    MemLock {
+        /// The soft limit in force, KiB.
+        soft_kib: u64,
+        /// The hard limit, KiB.
+        hard_kib: u64,
+        /// What glommio needs, KiB.
+        need_kib: u64,
+    },
+    /// Anything else the executor reported (io_uring missing, a core that
+    /// cannot be pinned, a thread that cannot be spawned).
+    #[error("shard {shard} cannot start: {reason}")]
+    Failed {
+        /// The shard.
+        shard: u16,
+        /// glommio's error.
+        reason: String,
+    },
+}
+
+/// The memlock limits after [`raise_memlock_limit`], in bytes
+/// (`u64::MAX`: unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemlockLimit {
+    /// The soft limit, in force.
+    pub soft: u64,
+    /// The hard limit, the most an unprivileged process may raise it to.
+    pub hard: u64,
+    /// The soft limit before it was raised.
+    pub was: u64,
+}
+
+/// Raises the soft memlock limit to the hard one (any process may), so a
+/// host whose default soft limit is too low for glommio still starts; then
+/// fails with what to do if even the hard limit is below glommio's check.
+/// (Each executor's io_uring locks about `IO_MEMORY_BYTES` more, counted per
+/// user by older kernels; glommio checks only the minimum.)
+pub fn raise_memlock_limit() -> Result<MemlockLimit, ShardStartError> {
+    let mut limit = memlock_limit();
+    let was = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    let (soft, hard) = (bytes_of(limit.rlim_cur), bytes_of(limit.rlim_max));
+    if soft < MIN_MEMLOCK_BYTES {
+        return Err(memlock_error(MIN_MEMLOCK_BYTES));
+    }
+    Ok(MemlockLimit {
+        soft,
+        hard,
+        was: bytes_of(was),
+    })
+}
+
+fn memlock_limit() -> libc::rlimit {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given; on failure it stays
+    // zero, which reads as "too low" and names the limit.
+    unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
+    limit
+}
+
+fn memlock_error(need_bytes: u64) -> ShardStartError {
+    let limit = memlock_limit();
+    ShardStartError::MemLock {
+        soft_kib: bytes_of(limit.rlim_cur) / 1024,
+        hard_kib: bytes_of(limit.rlim_max) / 1024,
+        need_kib: need_bytes / 1024,
+    }
+}
+
+fn bytes_of(limit: libc::rlim_t) -> u64 {
+    if limit == libc::RLIM_INFINITY { u64::MAX } else { limit }
+}
+
+/// Holds started shards back from serving until the engine is complete.
+/// Closed (0) when made.
+#[derive(Debug, Default)]
+pub struct StartGate(AtomicU8);
+
+const GATE_OPEN: u8 = 1;
+const GATE_ABANDONED: u8 = 2;
+
+impl StartGate {
+    /// Every part started: shards begin serving.
+    pub fn open(&self) {
+        self.0.store(GATE_OPEN, Ordering::Release);
+    }
+
+    /// Start-up failed elsewhere: waiting shards end without serving.
+    pub fn abandon(&self) {
+        self.0.store(GATE_ABANDONED, Ordering::Release);
+    }
+
+    /// Waits until the gate opens (`true`) or is abandoned (`false`).
+    /// Polls: start-up is the only wait, a few milliseconds long.
+    async fn pass(&self) -> bool {
+        loop {
+            match self.0.load(Ordering::Acquire) {
+                GATE_OPEN => return true,
+                GATE_ABANDONED => return false,
+                _ => glommio::timer::sleep(Duration::from_millis(1)).await,
+            }
+        }
+    }
+}
+
+/// Spawns the shard's executor thread and waits until it runs; the shard
+/// serves once `gate` opens.
+pub fn spawn(start: ShardStart, gate: Arc<StartGate>) -> Result<ExecutorJoinHandle<()>, ShardStartError> {
+    let shard = start.id.0;
     let placement = match start.core {
         Some(core) => Placement::Fixed(core),
         None => Placement::Unbound,
     };
     let mut builder = LocalExecutorBuilder::new(placement)
-        .name(&format!("shard-{}", start.id.0))
+        .name(&format!("shard-{shard}"))
         // Small registered buffer area: we do no DMA file I/O, and a large
         // one needs a large `ulimit -l`.
-        .io_memory(1 << 20);
+        .io_memory(IO_MEMORY_BYTES);
     if !start.config.spin_before_park.is_zero() {
         builder = builder.spin_before_park(start.config.spin_before_park);
     }
-    builder.spawn(move || run(start))
+    let (started, running) = std::sync::mpsc::sync_channel(1);
+    let handle = builder
+        .spawn(move || run(start, started, gate))
+        .map_err(|err| start_error(shard, err))?;
+    match running.recv_timeout(START_TIMEOUT) {
+        Ok(()) => Ok(handle),
+        // The executor failed before running `run` (which holds `started`).
+        Err(RecvTimeoutError::Disconnected) => Err(match handle.join() {
+            Err(err) => start_error(shard, err),
+            Ok(()) => ShardStartError::Failed {
+                shard,
+                reason: "it ended before it ran".into(),
+            },
+        }),
+        Err(RecvTimeoutError::Timeout) => Err(ShardStartError::Failed {
+            shard,
+            reason: format!("its executor did not run within {START_TIMEOUT:?}"),
+        }),
+    }
 }
 
-async fn run(start: ShardStart) {
+fn start_error(shard: u16, err: GlommioError<()>) -> ShardStartError {
+    match err {
+        GlommioError::ReactorError(ReactorErrorKind::MemLockLimit(_, need)) => memlock_error(need),
+        GlommioError::IoError(err) if matches!(err.raw_os_error(), Some(libc::EPERM | libc::ENOSYS)) => {
+            ShardStartError::Failed {
+                shard,
+                reason: format!("{err}; {IO_URING_ADVICE}"),
+            }
+        }
+        other => ShardStartError::Failed {
+            shard,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Counts its shard as running in `Readiness` while it lives (a panic
+/// drops it too).
+struct Running(Arc<Readiness>);
+
+impl Running {
+    fn new(readiness: Arc<Readiness>) -> Running {
+        readiness.shard_started();
+        Running(readiness)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.shard_stopped();
+    }
+}
+
+async fn run(start: ShardStart, started: SyncSender<()>, gate: Arc<StartGate>) {
     let ShardStart {
         id,
         listener,
@@ -69,6 +276,12 @@ async fn run(start: ShardStart) {
         auth,
         ..
     } = start;
+    let _running = Running::new(shared.readiness.clone());
+    let _ = started.send(());
+    drop(started);
+    if !gate.pass().await {
+        return;
+    }
     let mut inbox = inbox.attach();
     let sessions = auth.redis_url.as_deref().map(|url| {
         let client = RedisClient::new(url, auth.redis_timeout).expect("the Redis URL was checked at startup");

@@ -57,6 +57,11 @@ impl Shard {
             let conns = self.conns.borrow();
             let mut index = self.index.borrow_mut();
             let removed = index.retain(|id| conns.get(id.key()).is_some_and(|c| c.close.is_none()));
+            debug_assert_eq!(
+                self.held.get(),
+                conns.iter().map(|(_, conn)| conn.held_bytes()).sum::<usize>(),
+                "the shard's tally of held bytes drifted from its connections'"
+            );
             self.publish_index_gauges(&index);
             drop(index);
             self.metrics.sweep_removed.add(removed as u64);

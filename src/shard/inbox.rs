@@ -10,7 +10,9 @@
 //!
 //! Made once at startup, one per shard, and kept alive: only `InboxSender`
 //! crosses threads. Dropping the sender wakes the shard, which then sees the
-//! channel disconnected and starts its shutdown.
+//! channel disconnected and starts its shutdown. A send blocked on a full
+//! inbox gives up once the engine's stop flag is set, so a slow shard
+//! cannot hold shutdown past `--drain-timeout`.
 
 use std::io::{self, Write};
 use std::os::fd::{FromRawFd, IntoRawFd};
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TryRecvError, TrySendError};
 use futures_lite::AsyncReadExt;
 
 use crate::event::Dispatch;
@@ -46,14 +48,26 @@ impl Doorbell {
 pub struct InboxSender {
     tx: Option<Sender<Dispatch>>,
     bell: Arc<Doorbell>,
+    /// Once set, a send waiting on a full inbox gives up.
+    stop: Option<Arc<AtomicBool>>,
 }
 
-/// The shard went away.
+/// The shard went away, or the sender was stopped while waiting on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("shard inbox disconnected")]
 pub struct Disconnected;
 
+/// How often a send waiting on a full inbox looks at the stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(10);
+
 impl InboxSender {
+    /// Makes a send waiting on a full inbox give up (`Disconnected`: the
+    /// event was not handed off) once `stop` is set.
+    pub fn stop_waiting_on(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
     /// Hands `event` to the shard, waiting while its inbox is full
     /// (backpressure); returns how long it waited.
     pub fn send(&self, event: Dispatch) -> Result<Duration, Disconnected> {
@@ -63,10 +77,21 @@ impl InboxSender {
                 self.bell.ring();
                 Ok(Duration::ZERO)
             }
-            Err(TrySendError::Full(event)) => {
+            Err(TrySendError::Full(mut event)) => {
                 let started = Instant::now();
                 self.bell.ring_always();
-                tx.send(event).map_err(|_| Disconnected)?;
+                loop {
+                    match tx.send_timeout(event, STOP_CHECK) {
+                        Ok(()) => break,
+                        Err(SendTimeoutError::Timeout(back)) => {
+                            if self.stop.as_ref().is_some_and(|stop| stop.load(Ordering::Relaxed)) {
+                                return Err(Disconnected);
+                            }
+                            event = back;
+                        }
+                        Err(SendTimeoutError::Disconnected(_)) => return Err(Disconnected),
+                    }
+                }
                 self.bell.ring();
                 Ok(started.elapsed())
             }
@@ -116,6 +141,7 @@ pub fn inbox(capacity: usize) -> io::Result<(InboxSender, Inbox)> {
         InboxSender {
             tx: Some(tx),
             bell: bell.clone(),
+            stop: None,
         },
         Inbox { rx, bell, reader },
     ))
@@ -172,5 +198,41 @@ impl AttachedInbox {
             }
             self.bell.sleeping.store(false, Ordering::SeqCst);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::ingest::decode::Decoder;
+
+    fn event() -> Dispatch {
+        let outbound = Decoder::default()
+            .decode(
+                "booking.created",
+                Some(br#"{"payload":{"course_id":"C1"}}"#),
+                Instant::now(),
+            )
+            .expect("valid event");
+        Arc::new(outbound)
+    }
+
+    #[test]
+    fn a_send_waiting_on_a_full_inbox_gives_up_when_stopped() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sender, inbox) = inbox(1).expect("socketpair");
+        let sender = sender.stop_waiting_on(stop.clone());
+        assert_eq!(sender.send(event()), Ok(Duration::ZERO));
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            stop.store(true, Ordering::Relaxed);
+        });
+        // Nobody drains the inbox: only the stop flag can end this send.
+        assert_eq!(sender.send(event()), Err(Disconnected));
+        stopper.join().expect("stopper");
+        assert!(inbox.try_recv().is_some());
+        assert!(inbox.try_recv().is_none(), "the second event was not handed off");
     }
 }

@@ -7,12 +7,15 @@
 //! kept (in `Conn::partial`), and each byte is copied there at most once, so
 //! the work is linear in the input. Errors the client can recover from are
 //! answered (`reply_error`); violations end the connection with the codes of
-//! SPEC §4 (`Exit`).
+//! SPEC §4 (`Exit`). What is kept counts against the process-wide budget
+//! (`budget`): it is tallied in `Shard::held` when stored and when taken
+//! back. Once the connection is closing (e.g. a reply overflowed its queue),
+//! the rest of the input is dropped unread.
 
 use super::limiter::Admit;
 use super::{Close, Conn, ConnId, Shard};
 use crate::protocol::frame::{self, FrameError, Kind, close_code};
-use crate::protocol::{self, ProtocolError, Reply};
+use crate::protocol::{self, Limits, ProtocolError, Reply};
 
 /// How handling input ends a connection.
 pub(super) enum Exit {
@@ -34,10 +37,13 @@ impl Shard {
                 return Ok(());
             };
             conn.last_seen = self.now();
-            conn.partial
+            let rx = conn
+                .partial
                 .as_mut()
                 .map(|p| std::mem::take(&mut p.rx))
-                .unwrap_or_default()
+                .unwrap_or_default();
+            self.held.sub(rx.capacity());
+            rx
         };
         let result = if buffered.is_empty() {
             // The common case: whole frames, handled in the scratch buffer.
@@ -52,8 +58,15 @@ impl Shard {
         };
         if result.is_ok()
             && let Some(conn) = self.conns.borrow_mut().get_mut(id.key())
+            && conn.close.is_none()
         {
             if !buffered.is_empty() {
+                // A frame's head start, kept until the rest arrives; a big
+                // frame's buffer is not kept for a small tail.
+                if buffered.capacity() > 4 * buffered.len().max(1024) {
+                    buffered.shrink_to_fit();
+                }
+                self.held.add(buffered.capacity());
                 conn.partial.get_or_insert_default().rx = buffered;
             } else if conn.partial.as_ref().is_some_and(|p| p.fragments.is_none()) {
                 conn.partial = None; // at rest again: no allocation
@@ -77,6 +90,9 @@ impl Shard {
             if let Err(close) = self.on_frame(id, parsed.kind, parsed.is_final, payload, max) {
                 return (Err(close), used);
             }
+            if self.conns.borrow().get(id.key()).is_none_or(|c| c.close.is_some()) {
+                return (Ok(()), used);
+            }
         }
     }
 
@@ -87,7 +103,7 @@ impl Shard {
         };
         match kind {
             Kind::Ping => {
-                self.enqueue(conn, id, frame::pong(payload));
+                self.enqueue_pong(conn, id, frame::pong(payload));
                 Ok(())
             }
             Kind::Pong => Ok(()),
@@ -108,20 +124,26 @@ impl Shard {
                     return Err(closing(close_code::PROTOCOL_ERROR));
                 }
                 check_text(kind, payload, 0, false)?;
-                partial.fragments = Some((kind, payload.to_vec()));
+                let message = payload.to_vec();
+                self.held.add(message.capacity());
+                partial.fragments = Some((kind, message));
                 Ok(())
             }
             Kind::Continuation => {
                 let Some((first, mut message)) = conn.partial.as_mut().and_then(|p| p.fragments.take()) else {
                     return Err(closing(close_code::PROTOCOL_ERROR));
                 };
+                self.held.sub(message.capacity());
                 if message.len() + payload.len() > max {
                     return Err(closing(close_code::TOO_BIG));
                 }
+                // Appended in place (amortised doubling): each byte of a
+                // fragmented message is copied once, plus O(n) regrowth.
                 let checked = message.len();
                 message.extend_from_slice(payload);
                 check_text(first, &message, checked, is_final)?;
                 if !is_final {
+                    self.held.add(message.capacity());
                     conn.partial.get_or_insert_default().fragments = Some((first, message));
                     return Ok(());
                 }
@@ -157,7 +179,7 @@ impl Shard {
             self.reply_error(conn, id, &ProtocolError::Binary);
             return Ok(());
         }
-        let reply = match protocol::parse(payload) {
+        let reply = match protocol::parse(payload, self.limits()) {
             Ok(message) => self.apply(conn, id, message),
             Err(error) => Err(error),
         };
@@ -177,6 +199,14 @@ impl Shard {
             _ => frame::binary(payload),
         };
         self.enqueue(conn, id, frame);
+    }
+
+    /// The bounds messages are parsed against (SPEC §4).
+    fn limits(&self) -> Limits {
+        Limits {
+            max_filters: self.config.max_filters,
+            max_filter_value_bytes: self.config.max_filter_value_bytes,
+        }
     }
 
     fn reply_error(&self, conn: &mut Conn, id: ConnId, error: &ProtocolError) {

@@ -79,7 +79,7 @@ async fn upgrade(shard: &Rc<Shard>, mut stream: TcpStream) -> Option<Upgraded> {
     }
     let path = request.path.split('?').next().unwrap_or("");
     let role = match path {
-        "/healthz" => return answer(shard, stream, 200, "ok\n").await,
+        "/healthz" => return healthz(shard, stream).await,
         "/readyz" => return ready(shard, stream).await,
         "/metrics" => {
             let body = shard.shared.registry.render();
@@ -98,9 +98,10 @@ async fn upgrade(shard: &Rc<Shard>, mut stream: TcpStream) -> Option<Upgraded> {
         return answer(shard, stream, 403, "origin not allowed\n").await;
     }
     let shared = &shard.shared;
-    if shared.connection_count.fetch_add(1, Ordering::Relaxed) >= shard.config.max_connections
-        || shared.shutting_down.load(Ordering::Relaxed)
-    {
+    if shared.shutting_down.load(Ordering::Relaxed) {
+        return answer(shard, stream, 503, "shutting down\n").await;
+    }
+    if shared.connection_count.fetch_add(1, Ordering::Relaxed) >= shard.config.max_connections {
         shared.connection_count.fetch_sub(1, Ordering::Relaxed);
         return answer(shard, stream, 503, "connection limit reached\n").await;
     }
@@ -119,6 +120,14 @@ async fn upgrade(shard: &Rc<Shard>, mut stream: TcpStream) -> Option<Upgraded> {
             }
         },
     };
+    // Shutdown may have begun while Redis answered, and this shard's 1001s
+    // may be out already. The flag is set before any shard closes its
+    // clients, and nothing awaits between this check and `register`: a
+    // connection registered here is still closed with the others.
+    if shared.shutting_down.load(Ordering::Relaxed) {
+        shared.connection_count.fetch_sub(1, Ordering::Relaxed);
+        return answer(shard, stream, 503, "shutting down\n").await;
+    }
 
     let serial = shard.take_serial();
     let client_id = format!("{}-{serial}", shard.id.0);
@@ -196,18 +205,29 @@ fn origin_allowed(shard: &Shard, origin: Option<&str>) -> bool {
     }
 }
 
-async fn ready(shard: &Rc<Shard>, stream: TcpStream) -> Option<Upgraded> {
-    let kafka = shard.shared.readiness.kafka();
-    let redis = match &shard.sessions {
-        None => Ok(()),
-        Some(store) => store.ping().await.map_err(|err| err.to_string()),
-    };
-    match (kafka, redis) {
-        (true, Ok(())) => respond(shard, stream, 200, "ready\n").await,
-        (false, _) => respond(shard, stream, 503, "kafka partitions not assigned yet\n").await,
-        (true, Err(err)) => respond(shard, stream, 503, &format!("redis not answering: {err}\n")).await,
+/// `/healthz`: 200 while every shard runs (SPEC §2); a process with a dead
+/// shard is on its way out and must not look alive to a supervisor.
+async fn healthz(shard: &Rc<Shard>, stream: TcpStream) -> Option<Upgraded> {
+    if shard.shared.readiness.is_healthy() {
+        answer(shard, stream, 200, "ok\n").await
+    } else {
+        answer(shard, stream, 503, "not serving: a shard stopped\n").await
     }
-    None
+}
+
+/// `/readyz` (SPEC §2, §10): 503 with the reason while draining or while a
+/// Kafka partition has no resolved start offset; then Redis must answer.
+async fn ready(shard: &Rc<Shard>, stream: TcpStream) -> Option<Upgraded> {
+    if let Err(reason) = shard.shared.readiness.check() {
+        return answer(shard, stream, 503, &format!("{reason}\n")).await;
+    }
+    match &shard.sessions {
+        Some(store) => match store.ping().await {
+            Ok(()) => answer(shard, stream, 200, "ready\n").await,
+            Err(err) => answer(shard, stream, 503, &format!("redis not answering: {err}\n")).await,
+        },
+        None => answer(shard, stream, 200, "ready\n").await,
+    }
 }
 
 /// Answers without upgrading: the request ends here.

@@ -10,11 +10,14 @@
 //! `delivery` (events to sockets, flushing), `input` (client bytes to
 //! frames to messages), `subscriptions` (messages applied to filters and the
 //! index), `heartbeat` (pings, sweep, session re-check). Connection state is
-//! `conn`, its queue `outbox`, its rate limit `limiter`.
+//! `conn`, its queue `outbox`, its rate limit `limiter`; the process-wide
+//! byte budget is `budget`.
 //!
 //! Invariants: a connection is in the index only while it is in `conns` and
-//! not closing; a connection is in `dirty` at most once (`Conn::dirty`).
+//! not closing; a connection is in `dirty` at most once (`Conn::dirty`);
+//! `held` is the sum of every connection's `Conn::held_bytes`.
 
+mod budget;
 mod conn;
 mod delivery;
 pub mod executor;
@@ -100,6 +103,10 @@ pub struct Shard {
     pub sessions: Option<Box<dyn SessionStore>>,
     conns: RefCell<Slab<Conn>>,
     index: RefCell<index::SubscriptionIndex>,
+    /// Bytes held for this shard's connections (queues, partial input).
+    held: budget::Held,
+    /// This shard's part of `--max-total-pending-bytes`.
+    budget_share: usize,
     /// Connections with something queued since the last flush.
     dirty: RefCell<Vec<ConnId>>,
     /// Receive scratch shared by all connections: borrowed only inside one
@@ -126,6 +133,7 @@ impl Shard {
         sessions: Option<Box<dyn SessionStore>>,
     ) -> Rc<Shard> {
         let metrics = shared.registry.shards[id.0 as usize].clone();
+        let budget_share = config.max_total_pending_bytes / shared.registry.shards.len().max(1);
         Rc::new(Shard {
             id,
             config,
@@ -134,6 +142,8 @@ impl Shard {
             sessions,
             conns: RefCell::new(Slab::new()),
             index: RefCell::new(index::SubscriptionIndex::default()),
+            held: budget::Held::default(),
+            budget_share,
             dirty: RefCell::new(Vec::new()),
             scratch: RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice()),
             latency: RefCell::new(new_latency_histogram()),
@@ -179,11 +189,12 @@ impl Shard {
         id
     }
 
-    /// Forgets a closed connection: its index entries, slot and count.
+    /// Forgets a closed connection: its index entries, bytes, slot and count.
     fn remove(&self, id: ConnId) {
         let Some(conn) = self.conns.borrow_mut().try_remove(id.key()) else {
             return;
         };
+        self.held.sub(conn.held_bytes());
         self.unindex(id, &conn);
         match conn.role {
             Role::Public => self.metrics.connections_public.add(-1),
@@ -196,12 +207,25 @@ impl Shard {
     /// further event is queued to it; the first request wins.
     pub fn request_close(&self, id: ConnId, close: Close) {
         let mut conns = self.conns.borrow_mut();
-        let Some(conn) = conns.get_mut(id.key()) else { return };
+        if let Some(conn) = conns.get_mut(id.key()) {
+            self.close_conn(id, conn, close);
+        }
+    }
+
+    /// [`Shard::request_close`] for a connection already borrowed. A close
+    /// that discards the queue releases it, and any partial input, at once.
+    fn close_conn(&self, id: ConnId, conn: &mut Conn, close: Close) {
         if conn.close.is_some() {
             return;
         }
         conn.close = Some(close);
         self.unindex(id, conn);
+        if close.discard_queue {
+            conn.outbox.discard_unstarted(&self.held);
+            if let Some(partial) = conn.partial.take() {
+                self.held.sub(partial.held_bytes());
+            }
+        }
         conn.wake();
     }
 

@@ -8,7 +8,15 @@
 //! shard from ever blocking on a socket, `MSG_NOSIGNAL` keeps a closed peer
 //! from raising SIGPIPE. socket2 issues the call; the shard's slab owns the
 //! socket, so the fd written to is always the connection's own.
-//! Invariant: `pending_bytes` is the number of queued bytes not yet written.
+//!
+//! Every byte queued or released is tallied in the shard's [`Held`] as it
+//! happens (each mutating method takes it), so the shard's total is exact
+//! and O(1) to read. A pong may replace the one queued before it while the
+//! socket is full (RFC 6455 §5.5.3: answering only the latest ping is
+//! allowed), so a ping flood from a client that does not read holds one pong.
+//! Invariant: `pending_bytes` is the number of queued bytes not yet written,
+//! and the shard's `Held` includes exactly that much for this queue; `pong`
+//! names a frame still in `queue` and not started.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -16,6 +24,8 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use bytes::Bytes;
 use socket2::SockRef;
+
+use super::budget::Held;
 
 /// Frames per `sendmsg`.
 const MAX_IOV: usize = 64;
@@ -38,13 +48,41 @@ pub struct Outbox {
     head_written: usize,
     /// Bytes in `queue` not yet written.
     pending_bytes: usize,
+    /// Frames taken off the front so far (wrapping): `queue[i]` is frame
+    /// number `popped + i`.
+    popped: u32,
+    /// Number of the last pong queued, while it is not started.
+    pong: Option<u32>,
 }
 
 impl Outbox {
     /// Queues `frame` after everything queued.
-    pub fn push(&mut self, frame: Bytes) {
+    pub fn push(&mut self, frame: Bytes, held: &Held) {
+        held.add(frame.len());
         self.pending_bytes += frame.len();
         self.queue.push_back(frame);
+    }
+
+    /// Queues a pong, remembered as the latest until it starts being
+    /// written.
+    pub fn push_pong(&mut self, frame: Bytes, held: &Held) {
+        self.pong = Some(self.popped.wrapping_add(self.queue.len() as u32));
+        self.push(frame, held);
+    }
+
+    /// Puts `frame` in the place of the latest pong if that one is queued
+    /// and not started; otherwise hands `frame` back. Called while the socket
+    /// is full, this keeps a connection at one pong it cannot send.
+    pub fn replace_pong(&mut self, frame: Bytes, held: &Held) -> Option<Bytes> {
+        let unsent = self.pong.map(|pong| pong.wrapping_sub(self.popped) as usize);
+        let Some(slot) = unsent.and_then(|at| self.queue.get_mut(at)) else {
+            return Some(frame);
+        };
+        held.sub(slot.len());
+        held.add(frame.len());
+        self.pending_bytes = self.pending_bytes - slot.len() + frame.len();
+        *slot = frame;
+        None
     }
 
     /// Bytes queued and not yet written.
@@ -59,10 +97,16 @@ impl Outbox {
 
     /// Drops every frame not yet started; a partly written one stays, so the
     /// byte stream remains valid WebSocket framing.
-    pub fn discard_unstarted(&mut self) {
+    pub fn discard_unstarted(&mut self, held: &Held) {
         let keep = usize::from(self.head_written > 0);
         self.queue.truncate(keep);
-        self.pending_bytes = self.queue.front().map_or(0, |f| f.len() - self.head_written);
+        self.pong = None; // discarded, or the partly written head
+        let pending = self.queue.front().map_or(0, |f| f.len() - self.head_written);
+        held.sub(self.pending_bytes - pending);
+        self.pending_bytes = pending;
+        if self.queue.is_empty() {
+            self.queue = VecDeque::new();
+        }
     }
 
     /// The unwritten rest of the first frame (empty when nothing is queued).
@@ -74,7 +118,7 @@ impl Outbox {
 
     /// Writes as much as `socket` takes without blocking; returns the bytes
     /// written and how far it got.
-    pub fn write_to(&mut self, socket: &impl AsRawFd) -> io::Result<(usize, Flushed)> {
+    pub fn write_to(&mut self, socket: &impl AsRawFd, held: &Held) -> io::Result<(usize, Flushed)> {
         // SAFETY: the fd belongs to `socket`, which is borrowed for the call.
         let fd = unsafe { BorrowedFd::borrow_raw(socket.as_raw_fd()) };
         let socket = SockRef::from(&fd);
@@ -90,7 +134,7 @@ impl Outbox {
             match socket.send_vectored_with_flags(&slices[..count], libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) {
                 Ok(sent) => {
                     total += sent;
-                    self.advance(sent);
+                    self.advance(sent, held);
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok((total, Flushed::WouldBlock)),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -104,13 +148,18 @@ impl Outbox {
     }
 
     /// Marks `n` more bytes of the queue as written.
-    pub fn advance(&mut self, mut n: usize) {
+    pub fn advance(&mut self, mut n: usize, held: &Held) {
+        held.sub(n);
         self.pending_bytes -= n;
         while n > 0 {
+            if self.pong == Some(self.popped) {
+                self.pong = None; // the pong is being written: keep it
+            }
             let head_left = self.queue[0].len() - self.head_written;
             if n >= head_left {
                 n -= head_left;
                 self.queue.pop_front();
+                self.popped = self.popped.wrapping_add(1);
                 self.head_written = 0;
             } else {
                 self.head_written += n;
@@ -130,12 +179,14 @@ mod tests {
     #[test]
     fn frames_are_written_in_order_and_the_queue_released() {
         let (writer, mut reader) = UnixStream::pair().expect("socketpair");
+        let held = Held::default();
         let mut outbox = Outbox::default();
-        outbox.push(Bytes::from_static(b"one "));
-        outbox.push(Bytes::from_static(b"two"));
-        assert_eq!(outbox.pending_bytes(), 7);
-        assert_eq!(outbox.write_to(&writer).expect("write"), (7, Flushed::All));
+        outbox.push(Bytes::from_static(b"one "), &held);
+        outbox.push(Bytes::from_static(b"two"), &held);
+        assert_eq!((outbox.pending_bytes(), held.get()), (7, 7));
+        assert_eq!(outbox.write_to(&writer, &held).expect("write"), (7, Flushed::All));
         assert_eq!(outbox.queue.capacity(), 0);
+        assert_eq!(held.get(), 0);
         let mut got = [0; 7];
         reader.read_exact(&mut got).expect("read");
         assert_eq!(&got, b"one two");
@@ -143,14 +194,39 @@ mod tests {
 
     #[test]
     fn a_partly_written_frame_survives_a_discard() {
+        let held = Held::default();
         let mut outbox = Outbox::default();
-        outbox.push(Bytes::from_static(b"abcd"));
-        outbox.push(Bytes::from_static(b"efgh"));
-        outbox.advance(2);
+        outbox.push(Bytes::from_static(b"abcd"), &held);
+        outbox.push(Bytes::from_static(b"efgh"), &held);
+        outbox.advance(2, &held);
         assert_eq!(&outbox.head()[..], b"cd");
-        outbox.discard_unstarted();
-        assert_eq!(outbox.pending_bytes(), 2);
-        outbox.advance(2);
+        outbox.discard_unstarted(&held);
+        assert_eq!((outbox.pending_bytes(), held.get()), (2, 2));
+        outbox.advance(2, &held);
         assert!(outbox.is_empty());
+        assert_eq!(held.get(), 0);
+    }
+
+    #[test]
+    fn a_pong_replaces_only_an_unsent_one() {
+        let held = Held::default();
+        let mut outbox = Outbox::default();
+        let pong = |p: &'static [u8]| Bytes::from_static(p);
+        assert_eq!(outbox.replace_pong(pong(b"p0"), &held), Some(pong(b"p0")));
+        outbox.push(pong(b"event"), &held);
+        outbox.push_pong(pong(b"p1"), &held);
+        outbox.push_pong(pong(b"p2"), &held);
+        outbox.push(pong(b"next"), &held);
+        assert_eq!(outbox.replace_pong(pong(b"p333"), &held), None);
+        assert_eq!(outbox.queue.len(), 4, "the latest pong took the unsent one's place");
+        assert_eq!(&outbox.queue[2][..], b"p333");
+        assert_eq!((outbox.pending_bytes(), held.get()), (15, 15));
+        // Once the pong's first byte is written, it is no longer replaced.
+        outbox.advance(5 + 2 + 1, &held);
+        assert_eq!(outbox.replace_pong(pong(b"p4"), &held), Some(pong(b"p4")));
+        outbox.push_pong(pong(b"p4"), &held);
+        assert_eq!(outbox.replace_pong(pong(b"p5"), &held), None);
+        assert_eq!((outbox.queue.len(), &outbox.queue[2][..]), (3, &b"p5"[..]));
+        assert_eq!(held.get(), outbox.pending_bytes());
     }
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 use glommio::net::TcpStream;
 
+use super::budget::Held;
 use super::input::Exit;
 use super::outbox::{Flushed, Outbox};
 use super::{Close, ConnId, Shard};
@@ -117,7 +118,7 @@ impl Shard {
             let Some(stream) = conn.stream.as_mut() else {
                 return Poll::Ready(Exit::PeerGone);
             };
-            match poll_write(&mut conn.outbox, stream, cx) {
+            match poll_write(&mut conn.outbox, stream, &self.held, cx) {
                 Poll::Ready(Err(_)) => return Poll::Ready(Exit::PeerGone),
                 Poll::Ready(Ok(n)) => self.metrics.bytes_written.add(n as u64),
                 Poll::Pending => {}
@@ -159,11 +160,11 @@ impl Shard {
             let mut conns = self.conns.borrow_mut();
             let Some(conn) = conns.get_mut(id.key()) else { return };
             if close.discard_queue {
-                conn.outbox.discard_unstarted();
+                conn.outbox.discard_unstarted(&self.held);
             }
-            conn.outbox.push(frame::close(close.code));
+            conn.outbox.push(frame::close(close.code), &self.held);
             if close.linger_ms == 0 {
-                let _ = conn.outbox.write_to(stream);
+                let _ = conn.outbox.write_to(stream, &self.held);
                 return;
             }
         }
@@ -173,7 +174,7 @@ impl Shard {
             let Some(conn) = conns.get_mut(id.key()) else {
                 return Poll::Ready(false);
             };
-            match poll_write(&mut conn.outbox, stream, cx) {
+            match poll_write(&mut conn.outbox, stream, &self.held, cx) {
                 Poll::Ready(Ok(_)) if conn.outbox.is_empty() => Poll::Ready(true),
                 Poll::Ready(Ok(_)) => {
                     cx.waker().wake_by_ref();
@@ -218,11 +219,16 @@ async fn sleep_until<T>(deadline: Instant, value: T) -> T {
 /// Writes `outbox`; when the socket is full, registers for writability
 /// through glommio so the task wakes when it drains. `Ready(Ok(n))` once
 /// the outbox is empty or some progress was made.
-fn poll_write(outbox: &mut Outbox, stream: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+fn poll_write(
+    outbox: &mut Outbox,
+    stream: &mut TcpStream,
+    held: &Held,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
     if outbox.is_empty() {
         return Poll::Ready(Ok(0));
     }
-    let (mut total, flushed) = outbox.write_to(stream)?;
+    let (mut total, flushed) = outbox.write_to(stream, held)?;
     if flushed == Flushed::All {
         return Poll::Ready(Ok(total));
     }
@@ -230,7 +236,7 @@ fn poll_write(outbox: &mut Outbox, stream: &mut TcpStream, cx: &mut Context<'_>)
         let head = outbox.head();
         match Pin::new(&mut *stream).poll_write(cx, &head) {
             Poll::Ready(Ok(n)) => {
-                outbox.advance(n);
+                outbox.advance(n, held);
                 total += n;
                 if outbox.is_empty() {
                     return Poll::Ready(Ok(total));

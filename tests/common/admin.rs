@@ -3,8 +3,8 @@
 //! upgrades and the envelopes they receive.
 //!
 //! Each test owns its `RedisServer` and `TestEngine`; nothing here is shared
-//! between tests. Invariant: `RECHECK` and `RECHECK_INTERVAL` name the same
-//! duration.
+//! between tests. Re-checks are counted at Redis (`MGET`), not waited for by
+//! the clock.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,12 +13,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::redis_server::RedisServer;
-use super::{Client, TestEngine};
+use super::{Client, Received, TestEngine};
 
 /// `--session-recheck-interval` of the engines that test re-checks.
 pub const RECHECK: &str = "300ms";
-/// [`RECHECK`] as a `Duration`.
-pub const RECHECK_INTERVAL: Duration = Duration::from_millis(300);
+/// SPEC §3.4: the close code of a revoked session.
+pub const SESSION_REVOKED: u16 = 4001;
 
 /// A stored session of an admin.
 pub const ADMIN_SESSION: &str = r#"{"user_id":"u-1","role":"admin"}"#;
@@ -33,6 +33,14 @@ pub fn start_with_redis(args: &[&str]) -> (RedisServer, TestEngine) {
     argv.extend_from_slice(args);
     let engine = TestEngine::start(&argv);
     (redis, engine)
+}
+
+/// [`start_with_redis`], plus an admin connected with session `good`.
+pub fn start_with_admin(args: &[&str]) -> (RedisServer, TestEngine, Client) {
+    let (redis, engine) = start_with_redis(args);
+    store_session(&redis, "good", ADMIN_SESSION);
+    let admin = admin_client(&engine, "good");
+    (redis, engine, admin)
 }
 
 /// Stores `value` as session `id`.
@@ -55,6 +63,32 @@ pub fn admin_client(engine: &TestEngine, id: &str) -> Client {
     assert_eq!(hello["type"], "connected", "{hello}");
     assert_eq!(hello["role"], "admin", "{hello}");
     client
+}
+
+/// Waits until Redis has answered `count` more session re-checks than
+/// before the call (each shard with admins sends one `MGET` per
+/// `--session-recheck-interval`).
+pub fn wait_rechecks(redis: &RedisServer, count: u64) {
+    let target = redis.calls("mget") + count;
+    let deadline = std::time::Instant::now() + super::PATIENCE;
+    while redis.calls("mget") < target {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Redis answered fewer than {count} re-checks within {:?}",
+            super::PATIENCE
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for the server's close and returns its code; fails on a message
+/// first, or if the connection is still open after [`super::PATIENCE`].
+pub fn expect_close_code(client: &mut Client) -> Option<u16> {
+    match client.recv_within(super::PATIENCE) {
+        Received::Closed(code) => code,
+        Received::Json(message) => panic!("expected a close, got {message}"),
+        Received::Nothing => panic!("connection still open after {:?}", super::PATIENCE),
+    }
 }
 
 /// Sends `subscribe` with scope all and checks the reply.

@@ -3,7 +3,8 @@
 //! Owned by one test: `RedisServer::start` spawns the process in its own temp
 //! directory (no persistence: `--save "" --appendonly no`) and returns once it
 //! answers `PING`. Tests seed sessions with `set`/`del`, which speak RESP over
-//! a plain `std::net::TcpStream`, so the harness needs no Redis client crate.
+//! a plain `std::net::TcpStream`, so the harness needs no Redis client crate;
+//! `calls` counts what the engine asked of it.
 //! `stop` kills the process to simulate Redis being down; `start_again`
 //! brings up an empty one on the same port, so the engine's configured URL
 //! stays valid.
@@ -88,6 +89,23 @@ impl RedisServer {
             Reply::Integer(_) => {}
             other => panic!("DEL {key:?}: unexpected reply {other:?}"),
         }
+    }
+
+    /// How many times the server has run `command` (lowercase, e.g.
+    /// `mget`), from `INFO commandstats`; 0 before the first.
+    pub fn calls(&self, command: &str) -> u64 {
+        let info = match self.command(&["INFO", "commandstats"]) {
+            Reply::Bulk(Some(info)) => info,
+            other => panic!("INFO commandstats: unexpected reply {other:?}"),
+        };
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map(|rest| {
+                let count = rest.split(',').next().unwrap_or(rest);
+                count.parse().expect("calls is a number")
+            })
+            .unwrap_or(0)
     }
 
     /// Kills the server (SIGKILL, like a crash), so clients see Redis down.

@@ -4,7 +4,9 @@
 //! command plus a reply `Slot` to it and waits on the slot; the driver task
 //! (`drive`, spawned with `spawn_local` when the connection opens) connects,
 //! writes whatever is buffered and hands each parsed reply to the oldest
-//! waiter. Everything runs on the client's shard thread (`Rc`, `RefCell`).
+//! waiter. Everything runs on the client's shard thread (`Rc`, `RefCell`),
+//! except the host name lookup, which blocks and so runs on the executor's
+//! blocking thread (`resolve`).
 //!
 //! The `Connection` owns the write buffer and the waiter FIFO; the driver
 //! owns the socket and the read side (`Wire`). An I/O error, an EOF, a
@@ -20,7 +22,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read};
-use std::net::ToSocketAddrs;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -310,7 +312,7 @@ async fn drive(conn: Rc<Connection>, endpoint: Rc<Endpoint>) {
 
 async fn connect(endpoint: &Endpoint) -> io::Result<TcpStream> {
     let mut last_err = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
-    for addr in (endpoint.host.as_str(), endpoint.port).to_socket_addrs()? {
+    for addr in resolve(&endpoint.host, endpoint.port).await? {
         match TcpStream::connect(addr).await {
             Ok(stream) => {
                 // Commands and replies are small; do not let Nagle hold them.
@@ -321,6 +323,21 @@ async fn connect(endpoint: &Endpoint) -> io::Result<TcpStream> {
         }
     }
     Err(last_err)
+}
+
+/// The addresses of `host`, looked up again at each connect (so a Redis
+/// that moves to a new address is found). `getaddrinfo` blocks, for seconds
+/// when DNS is slow, and would stall every connection of the shard: it runs
+/// on the executor's blocking thread, and the shard awaits it like any I/O
+/// (the caller's timeout still bounds it). An IP literal needs no lookup.
+async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let host = host.to_owned();
+    glommio::executor()
+        .spawn_blocking(move || (host.as_str(), port).to_socket_addrs().map(Iterator::collect))
+        .await
 }
 
 /// Incremental RESP parser: replies may be split across reads, and one read

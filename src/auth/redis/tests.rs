@@ -141,6 +141,18 @@ fn get_returns_value_of_set_key_including_binary_and_large() {
 }
 
 #[test]
+fn a_host_name_is_resolved_and_connected() {
+    // `localhost` goes through the blocking resolver, off the shard thread.
+    run(|| async {
+        let server = RedisServer::start(&[]);
+        let url = format!("redis://localhost:{}", server.port);
+        let client = RedisClient::new(&url, TIMEOUT).unwrap();
+        set(&client, "named", b"yes").await;
+        assert_eq!(client.get("named").await.unwrap().as_deref(), Some(&b"yes"[..]));
+    });
+}
+
+#[test]
 fn mget_returns_values_and_none_in_key_order() {
     run(|| async {
         let server = RedisServer::start(&[]);

@@ -20,6 +20,9 @@
 #                              $HOME/.cache/fanout/tansu (about 11 min on
 #                              2 cores), outside the clone so fresh clones
 #                              reuse it.
+#   python3, python3-venv      Debian packages, for scripts/autobahn.sh
+#                              (which installs its fuzzingclient, kosoku,
+#                              into a venv of its own).
 #
 # Nothing is exported: the tests find tansu through $FANOUT_TANSU, else
 # $HOME/.cache/fanout/tansu/bin/tansu.
@@ -59,6 +62,15 @@ if command -v redis-server >/dev/null 2>&1; then
 else
     apt_install redis-server redis-tools
     echo "deps-up: installed $(redis-server --version | cut -d' ' -f1-3)"
+fi
+
+# Python 3 with venv: scripts/autobahn.sh runs Autobahn's fuzzingclient
+# (kosoku) from a venv. Debian ships venv's ensurepip in python3-venv.
+if python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    echo "deps-up: python3 with venv present ($(command -v python3)), skipped"
+else
+    apt_install python3 python3-venv
+    echo "deps-up: installed $(python3 --version)"
 fi
 
 # Chromium: the real browser of the demo page's test. Debian's build, because

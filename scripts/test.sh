@@ -4,14 +4,16 @@
 # The project's test command: installs the test dependencies
 # (scripts/deps-up.sh: redis-server, the tansu broker, Chromium, the JS
 # client's node_modules), raises the limits the engine needs, then runs
-# `cargo test --workspace --all-targets "$@"` and, after it, the JS client's
-# suites against the debug build of fanout: `npm test` (node --test, client/)
-# and `npm run test:browser` (the demo page in headless Chromium). The tests
+# `cargo test --workspace --all-targets "$@"`, then scripts/autobahn.sh
+# (RFC 6455 conformance, Autobahn's fuzzingclient against fanout-echo), then
+# the JS client's suites against the debug build of fanout: `npm test`
+# (node --test, client/) and `npm run test:browser` (the demo page in
+# headless Chromium). The tests
 # start their own fanout, redis-server and tansu processes on free loopback
 # ports and stop them. Exits non-zero if any step fails.
 #
 # With arguments, only cargo runs (they are cargo's); FANOUT_SKIP_JS=1 skips
-# the JS suites too. The JS suites alone: `cd client && npm test`.
+# the JS suites (not Autobahn). The JS suites alone: `cd client && npm test`.
 #
 #   scripts/test.sh                      # everything
 #   scripts/test.sh --test fanout        # one integration test file, no JS
@@ -56,6 +58,12 @@ fi
 
 echo "test.sh: ulimit -l $(ulimit -l) KiB, ulimit -n $(ulimit -n)"
 cargo test --workspace --all-targets "$@"
+
+# RFC 6455 conformance: Autobahn's fuzzingclient against fanout-echo (about
+# 30 s plus a build). Full runs only: extra args pick some tests.
+if [ "$#" -eq 0 ]; then
+    scripts/autobahn.sh
+fi
 
 if [ $# -gt 0 ] || [ "${FANOUT_SKIP_JS:-}" = 1 ]; then
     echo "test.sh: JS client suites skipped (arguments given or FANOUT_SKIP_JS=1)"

@@ -1,7 +1,7 @@
 //! Verifies that every client error of SPEC §4 is answered with its code,
 //! changes nothing, and leaves the connection open; and that the limits on
-//! what a client controls, and text that is not UTF-8, close with the
-//! specified codes.
+//! what a client controls, and frames that break RFC 6455 (bad close
+//! frames, text that is not UTF-8), close with the specified codes.
 
 mod common;
 
@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use common::{Client, Received, TestEngine, booking};
 use serde_json::json;
 use tungstenite::Message;
-use tungstenite::protocol::frame::Frame;
-use tungstenite::protocol::frame::coding::{Data, OpCode};
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use tungstenite::protocol::frame::{Frame, FrameHeader};
 
 fn error_code(reply: &serde_json::Value) -> &str {
     assert_eq!(reply["type"], "error", "{reply}");
@@ -195,6 +195,65 @@ fn a_client_close_is_answered_with_the_same_code() {
     assert_eq!(client.expect_close(), Some(1000));
     engine.wait_metric("fanout_subscription_keys", |v| v == 0.0);
     engine.wait_metric("fanout_connections", |v| v == 0.0);
+}
+
+/// Sends one raw frame (tungstenite masks it), bypassing the client's checks.
+fn send_frame(client: &mut common::Client, opcode: OpCode, fin: bool, payload: &[u8]) {
+    let header = FrameHeader {
+        is_final: fin,
+        opcode,
+        ..FrameHeader::default()
+    };
+    // The server may close before the frame is flushed; its close code is
+    // what the tests check.
+    let frame = Frame::from_payload(header, payload.to_vec().into());
+    let _ = client.ws.write(Message::Frame(frame));
+    let _ = client.ws.flush();
+}
+
+#[test]
+fn a_close_frame_that_breaks_rfc_6455_closes_with_1002() {
+    let engine = TestEngine::start(&[]);
+    // RFC 6455 §5.5.1: a body of 1 byte (Autobahn 7.3.2); §7.4: codes no
+    // peer may send (Autobahn 7.9.*, 7.13.*).
+    let bodies: [&[u8]; 5] = [&[3], &[0, 0], &[3, 237], &[3, 246], &[19, 136]];
+    for body in bodies {
+        let mut client = engine.public_client();
+        send_frame(&mut client, OpCode::Control(Control::Close), true, body);
+        assert_eq!(client.expect_close(), Some(1002), "close body {body:?}");
+    }
+    engine.wait_metric("fanout_connections", |v| v == 0.0);
+}
+
+#[test]
+fn a_close_reason_that_is_not_utf8_closes_with_1007() {
+    let engine = TestEngine::start(&[]);
+    let mut client = engine.public_client();
+    // Code 1000, then a reason with a surrogate (ED A0 80; Autobahn 7.5.1).
+    send_frame(
+        &mut client,
+        OpCode::Control(Control::Close),
+        true,
+        b"\x03\xe8ok\xed\xa0\x80",
+    );
+    assert_eq!(client.expect_close(), Some(1007));
+}
+
+#[test]
+fn fragmented_text_closes_with_1007_at_the_first_fragment_that_cannot_be_utf8() {
+    let engine = TestEngine::start(&[]);
+    let mut client = engine.public_client();
+    // A character cut between fragments is fine ...
+    let text = "{\"type\":\"subscribe\",\"filters\":{\"course_id\":\"κόσμε\"}}".as_bytes();
+    let (head, tail) = text.split_at(text.iter().position(|&b| b >= 0x80).expect("non-ASCII") + 1);
+    send_frame(&mut client, OpCode::Data(Data::Text), false, head);
+    send_frame(&mut client, OpCode::Data(Data::Continue), true, tail);
+    assert_eq!(client.recv_json()["filters"]["course_id"][0], "κόσμε");
+    // ... but a fragment no continuation can make UTF-8 (\xf4\x90 is past
+    // U+10FFFF) fails at once, before the message ends (Autobahn 6.4.1).
+    send_frame(&mut client, OpCode::Data(Data::Text), false, b"{\"a\":\"\xce\xba");
+    send_frame(&mut client, OpCode::Data(Data::Continue), false, b"\xf4\x90");
+    assert_eq!(client.expect_close(), Some(1007));
 }
 
 #[test]

@@ -129,6 +129,10 @@ pub struct ShardConfig {
     pub spin_before_park: Duration,
     /// Longest a flush is held back under load. Default: 2 ms.
     pub max_flush_delay: Duration,
+    /// Echo every message back instead of the subscribe protocol, with no
+    /// `connected` greeting: `fanout-echo` only (RFC 6455 conformance).
+    #[cfg(feature = "conformance")]
+    pub conformance_echo: bool,
 }
 
 /// Admin authentication's slice.
@@ -287,6 +291,8 @@ impl Config {
                 drain_timeout: cli.drain_timeout,
                 spin_before_park: cli.spin_before_park,
                 max_flush_delay: cli.max_flush_delay,
+                #[cfg(feature = "conformance")]
+                conformance_echo: false,
             },
             auth: AuthConfig {
                 redis_url: cli.redis_url,

@@ -37,6 +37,11 @@ pub fn text(payload: &[u8]) -> Bytes {
     encode(OpCode::Data(Data::Text), payload)
 }
 
+/// Frames `payload` as one final binary frame.
+pub fn binary(payload: &[u8]) -> Bytes {
+    encode(OpCode::Data(Data::Binary), payload)
+}
+
 /// A ping frame with an empty payload.
 pub fn ping() -> Bytes {
     encode(OpCode::Control(Control::Ping), &[])
@@ -115,6 +120,21 @@ pub enum FrameError {
     /// Anything RFC 6455 forbids (close 1002).
     #[error("protocol violation: {0}")]
     Protocol(&'static str),
+    /// Text, or a close reason, that is not UTF-8 (close 1007).
+    #[error("text is not UTF-8")]
+    NotUtf8,
+}
+
+impl FrameError {
+    /// The close code that fails the connection for this error (RFC 6455
+    /// §7.4.1).
+    pub fn code(self) -> u16 {
+        match self {
+            FrameError::TooBig(_) => close_code::TOO_BIG,
+            FrameError::Protocol(_) => close_code::PROTOCOL_ERROR,
+            FrameError::NotUtf8 => close_code::INVALID_PAYLOAD,
+        }
+    }
 }
 
 /// Parses one client frame from the start of `buf`, unmasking its payload in
@@ -169,10 +189,65 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     }
 }
 
-/// The close code of a client close frame's payload (1005 "no status" when
-/// absent), as RFC 6455 §5.5.1 lays it out.
-pub fn close_code_of(payload: &[u8]) -> Option<u16> {
-    (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]))
+/// The code to echo in answer to a client's close frame with `payload`, or
+/// why the close frame itself fails the connection.
+pub fn close_reply(payload: &[u8]) -> Result<u16, FrameError> {
+    match payload {
+        // RFC 6455 §5.5.1: the body is optional; without a code there is
+        // nothing to echo, and 1000 says as little.
+        [] => Ok(close_code::NORMAL),
+        // §5.5.1: a body starts with a 2-byte code.
+        [_] => Err(FrameError::Protocol("close frame of 1 byte")),
+        [high, low, reason @ ..] => {
+            let code = u16::from_be_bytes([*high, *low]);
+            if !may_receive(code) {
+                return Err(FrameError::Protocol("close code not allowed on the wire"));
+            }
+            // §5.5.1: the reason is UTF-8; §8.1: fail with 1007 if not.
+            check_utf8(reason, 0, true)?;
+            Ok(code)
+        }
+    }
+}
+
+/// Whether a peer may send close code `code` (RFC 6455 §7.4).
+fn may_receive(code: u16) -> bool {
+    match code {
+        // §7.4.1, plus 1012-1014 that IANA's registry added since (fanout
+        // itself sends 1013). 1004 is reserved; 1005, 1006 and 1015 must
+        // never be sent in a frame.
+        1000..=1003 | 1007..=1014 => true,
+        // §7.4.2: 3000-3999 registered with IANA, 4000-4999 private use.
+        // 0-999 are unused, 1016-2999 reserved for RFCs to come, and no
+        // range above 4999 is defined.
+        3000..=4999 => true,
+        _ => false,
+    }
+}
+
+/// Checks the text of a message that may still be arriving: fails as soon as
+/// the bytes cannot become UTF-8 (RFC 6455 §8.1: text frames carry UTF-8;
+/// fail fast, as Autobahn 6.4 asks). `text[..checked]` passed an earlier
+/// call, so only the new bytes (and at most 3 before them) are looked at:
+/// checking a message fragment by fragment stays linear in its size. Unless
+/// `complete`, a sequence cut off at the end may still be finished by the
+/// next fragment.
+pub fn check_utf8(text: &[u8], checked: usize, complete: bool) -> Result<(), FrameError> {
+    // Restart at the first character that starts in the last 3 checked
+    // bytes: a character has at most 3 continuation bytes (0b10xx_xxxx), so
+    // one cut off by `checked` starts there, and the prefix before it was
+    // whole characters.
+    let checked = checked.min(text.len());
+    let mut start = checked.saturating_sub(3);
+    while start < checked && text[start] & 0xC0 == 0x80 {
+        start += 1;
+    }
+    match std::str::from_utf8(&text[start..]) {
+        Ok(_) => Ok(()),
+        // `error_len() == None`: the bytes end inside a character.
+        Err(err) if err.error_len().is_none() && !complete => Ok(()),
+        Err(_) => Err(FrameError::NotUtf8),
+    }
 }
 
 #[cfg(test)]
@@ -251,7 +326,55 @@ mod tests {
     #[test]
     fn close_frame_carries_its_code() {
         assert_eq!(payload_of(&close(1013)), &1013u16.to_be_bytes());
-        assert_eq!(close_code_of(&4001u16.to_be_bytes()), Some(4001));
-        assert_eq!(close_code_of(&[]), None);
+        assert_eq!(close_reply(&4001u16.to_be_bytes()), Ok(4001));
+        assert_eq!(close_reply(b"\x03\xe8bye"), Ok(1000));
+        assert_eq!(close_reply(&[]), Ok(close_code::NORMAL));
+    }
+
+    #[test]
+    fn close_frames_that_break_the_rules_fail_the_connection() {
+        // Autobahn 7.3.2: a 1-byte body.
+        assert_eq!(close_reply(&[3]).map_err(FrameError::code), Err(1002));
+        // Autobahn 7.9.*, 7.13.*: codes no peer may send.
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+            assert_eq!(
+                close_reply(&code.to_be_bytes()).map_err(FrameError::code),
+                Err(1002),
+                "{code}"
+            );
+        }
+        // Autobahn 7.7.*: codes a peer may send.
+        for code in [
+            1000u16, 1001, 1002, 1003, 1007, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999,
+        ] {
+            assert_eq!(close_reply(&code.to_be_bytes()), Ok(code), "{code}");
+        }
+        // Autobahn 7.5.1: a reason that is not UTF-8.
+        assert_eq!(
+            close_reply(b"\x03\xe8\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80").map_err(FrameError::code),
+            Err(1007)
+        );
+    }
+
+    #[test]
+    fn utf8_is_checked_piece_by_piece_and_fails_fast() {
+        let text = "κόσμε €𝄞".as_bytes();
+        // Every split point: the first piece passes, then the whole.
+        for split in 0..=text.len() {
+            assert_eq!(check_utf8(&text[..split], 0, false), Ok(()), "{split}");
+            assert_eq!(check_utf8(text, split, true), Ok(()), "{split}");
+        }
+        // Cut off inside a character: fine until the message is complete.
+        let cut = &text[..text.len() - 1];
+        assert_eq!(check_utf8(cut, 0, false), Ok(()));
+        assert_eq!(check_utf8(cut, 0, true), Err(FrameError::NotUtf8));
+        // ... also when the last fragment adds nothing.
+        assert_eq!(check_utf8(cut, cut.len(), true), Err(FrameError::NotUtf8));
+        // Bytes no continuation can rescue fail at once (Autobahn 6.4.2:
+        // \xf4\x90 is past U+10FFFF).
+        assert_eq!(check_utf8(b"\xce\xba\xf4\x90", 2, false), Err(FrameError::NotUtf8));
+        assert_eq!(check_utf8(b"ab\x80", 2, false), Err(FrameError::NotUtf8));
+        // A surrogate (ED A0 80) is not UTF-8, however it is split.
+        assert_eq!(check_utf8(b"\xed\xa0", 1, false), Err(FrameError::NotUtf8));
     }
 }

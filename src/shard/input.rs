@@ -83,8 +83,7 @@ impl Shard {
             let parsed = match frame::parse(&mut buf[used..], max) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => return (Ok(()), used),
-                Err(FrameError::TooBig(_)) => return (Err(closing(close_code::TOO_BIG)), used),
-                Err(FrameError::Protocol(_)) => return (Err(closing(close_code::PROTOCOL_ERROR)), used),
+                Err(err) => return (Err(fail(err)), used),
             };
             let payload = &mut buf[used + parsed.payload.start..used + parsed.payload.end];
             used += parsed.consumed;
@@ -108,16 +107,14 @@ impl Shard {
                 Ok(())
             }
             Kind::Pong => Ok(()),
-            Kind::Close => {
-                // RFC 6455 §5.5.1: answer with a close echoing the code.
-                Err(Exit::ClientClose(
-                    frame::close_code_of(payload).unwrap_or(close_code::NORMAL),
-                ))
-            }
+            // RFC 6455 §5.5.1: answer with a close echoing the code, unless
+            // the close frame itself is bad (§7.4, §8.1).
+            Kind::Close => Err(frame::close_reply(payload).map_or_else(fail, Exit::ClientClose)),
             Kind::Text | Kind::Binary if is_final => {
                 if conn.partial.as_ref().is_some_and(|p| p.fragments.is_some()) {
                     return Err(closing(close_code::PROTOCOL_ERROR));
                 }
+                check_text(kind, payload, 0, true)?;
                 drop(conns);
                 self.on_message(id, kind, payload)
             }
@@ -126,6 +123,7 @@ impl Shard {
                 if partial.fragments.is_some() {
                     return Err(closing(close_code::PROTOCOL_ERROR));
                 }
+                check_text(kind, payload, 0, false)?;
                 let message = payload.to_vec();
                 self.held.add(message.capacity());
                 partial.fragments = Some((kind, message));
@@ -141,7 +139,9 @@ impl Shard {
                 }
                 // Appended in place (amortised doubling): each byte of a
                 // fragmented message is copied once, plus O(n) regrowth.
+                let checked = message.len();
                 message.extend_from_slice(payload);
+                check_text(first, &message, checked, is_final)?;
                 if !is_final {
                     self.held.add(message.capacity());
                     conn.partial.get_or_insert_default().fragments = Some((first, message));
@@ -153,12 +153,18 @@ impl Shard {
         }
     }
 
-    /// One complete client message.
+    /// One complete client message; a text message is UTF-8 (`on_frame`
+    /// checked it).
     fn on_message(&self, id: ConnId, kind: Kind, payload: &mut [u8]) -> Result<(), Exit> {
         let mut conns = self.conns.borrow_mut();
         let Some(conn) = conns.get_mut(id.key()) else {
             return Ok(());
         };
+        #[cfg(feature = "conformance")]
+        if self.config.conformance_echo {
+            self.conformance_echo(conn, id, kind, payload);
+            return Ok(());
+        }
         match conn.limiter.admit(self.now(), self.config.max_client_msgs_per_sec) {
             Admit::Yes => {}
             Admit::DropSilently => return Ok(()),
@@ -173,10 +179,6 @@ impl Shard {
             self.reply_error(conn, id, &ProtocolError::Binary);
             return Ok(());
         }
-        if std::str::from_utf8(payload).is_err() {
-            // RFC 6455 §8.1: text must be UTF-8.
-            return Err(closing(close_code::INVALID_PAYLOAD));
-        }
         let reply = match protocol::parse(payload, self.limits()) {
             Ok(message) => self.apply(conn, id, message),
             Err(error) => Err(error),
@@ -186,6 +188,17 @@ impl Shard {
             Err(error) => self.reply_error(conn, id, &error),
         }
         Ok(())
+    }
+
+    /// `fanout-echo` only: the message goes back as it came (after the
+    /// checks above, so Autobahn sees the engine's own framing rules).
+    #[cfg(feature = "conformance")]
+    fn conformance_echo(&self, conn: &mut Conn, id: ConnId, kind: Kind, payload: &[u8]) {
+        let frame = match kind {
+            Kind::Text => frame::text(payload),
+            _ => frame::binary(payload),
+        };
+        self.enqueue(conn, id, frame);
     }
 
     /// The bounds messages are parsed against (SPEC §4).
@@ -205,4 +218,18 @@ impl Shard {
 /// A close for a client that broke a rule: it still gets what was queued.
 fn closing(code: u16) -> Exit {
     Exit::Close(Close::graceful(code))
+}
+
+/// Fails the connection for a frame that broke RFC 6455.
+fn fail(err: FrameError) -> Exit {
+    closing(err.code())
+}
+
+/// RFC 6455 §8.1: text is UTF-8; a message that cannot become UTF-8 fails
+/// at the fragment that shows it (see `frame::check_utf8`).
+fn check_text(kind: Kind, text: &[u8], checked: usize, complete: bool) -> Result<(), Exit> {
+    match kind {
+        Kind::Text => frame::check_utf8(text, checked, complete).map_err(fail),
+        _ => Ok(()),
+    }
 }

@@ -170,7 +170,10 @@ pub fn client_message(data: &[u8]) {
     let mut text = data.to_vec();
     let Ok(message) = protocol::parse(&mut text, Limits::default()) else {
         let mut text = data.to_vec();
-        assert!(protocol::parse(&mut text, TIGHT).is_err(), "tighter limits accepted more");
+        assert!(
+            protocol::parse(&mut text, TIGHT).is_err(),
+            "tighter limits accepted more"
+        );
         return;
     };
     assert!(std::str::from_utf8(data).is_ok(), "accepted bytes that are not UTF-8");
@@ -180,9 +183,16 @@ pub fn client_message(data: &[u8]) {
     match tight {
         Ok(tight) => {
             assert!(fits(&tight, TIGHT), "{tight:?}");
-            assert_eq!(canonical(&tight), canonical(&message), "tight limits changed the message");
+            assert_eq!(
+                canonical(&tight),
+                canonical(&message),
+                "tight limits changed the message"
+            );
         }
-        Err(_) => assert!(!fits(&message, TIGHT), "tight limits refused what fits them: {message:?}"),
+        Err(_) => assert!(
+            !fits(&message, TIGHT),
+            "tight limits refused what fits them: {message:?}"
+        ),
     }
     match message {
         ClientMessage::Subscribe { filters, .. } | ClientMessage::UnsubscribeFilters(filters) => {

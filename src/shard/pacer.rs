@@ -53,7 +53,11 @@ mod tests {
         let mut pacer = FlushPacer::new(5 * MS);
         assert_eq!(pacer.due(t0), None);
         pacer.flushed(t0, t0 + MS);
-        assert_eq!(pacer.due(t0 + 10 * MS), None, "a cheap flush long ago holds nothing back");
+        assert_eq!(
+            pacer.due(t0 + 10 * MS),
+            None,
+            "a cheap flush long ago holds nothing back"
+        );
     }
 
     #[test]
@@ -63,7 +67,11 @@ mod tests {
         pacer.flushed(t0, t0 + 2 * MS);
         assert_eq!(pacer.due(t0 + 2 * MS), Some(t0 + 4 * MS));
         pacer.flushed(t0, t0 + 20 * MS);
-        assert_eq!(pacer.due(t0 + 20 * MS), Some(t0 + 25 * MS), "capped by --max-flush-delay");
+        assert_eq!(
+            pacer.due(t0 + 20 * MS),
+            Some(t0 + 25 * MS),
+            "capped by --max-flush-delay"
+        );
         let mut never = FlushPacer::new(Duration::ZERO);
         never.flushed(t0, t0 + 20 * MS);
         assert_eq!(never.due(t0 + 20 * MS), None);

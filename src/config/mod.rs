@@ -6,12 +6,15 @@
 //! [`KafkaConfig`], [`AuthConfig`].
 
 mod cli;
+mod placement;
 #[cfg(test)]
 mod tests;
 
 use std::time::Duration;
 
 pub use self::cli::{Cli, DEFAULT_TOPICS, LogFormat, MAX_DURATION};
+pub use self::placement::Placement;
+use self::placement::placement;
 
 /// A configuration that cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -142,17 +145,6 @@ pub struct AuthConfig {
     pub redis_url: Option<String>,
     /// Bound on one Redis round trip.
     pub redis_timeout: Duration,
-}
-
-/// Placement of threads on cores.
-#[derive(Debug, Clone)]
-pub struct Placement {
-    /// Number of shards.
-    pub shard_count: u16,
-    /// Ingest core, or `None` when unpinned.
-    pub ingest_core: Option<usize>,
-    /// Core of each shard, or `None` when unpinned.
-    pub shard_cores: Option<Vec<usize>>,
 }
 
 /// The whole, checked configuration.
@@ -303,43 +295,6 @@ impl Config {
             log_format: cli.log_format,
         })
     }
-}
-
-fn placement(cli: &Cli, cores: usize) -> Result<Placement, ConfigError> {
-    let shard_count = cli.shards.unwrap_or_else(|| cores.saturating_sub(1).max(1) as u16);
-    if shard_count == 0 {
-        return Err(ConfigError::Zero("--shards"));
-    }
-    if cli.no_pin {
-        return Ok(Placement {
-            shard_count,
-            ingest_core: None,
-            shard_cores: None,
-        });
-    }
-    if cli.ingest_core >= cores {
-        return Err(ConfigError::NoSuchCore {
-            core: cli.ingest_core,
-            cores,
-        });
-    }
-    let needed = shard_count as usize + 1;
-    if needed > cores {
-        return Err(ConfigError::TooManyShards {
-            shards: shard_count,
-            needed,
-            cores,
-        });
-    }
-    let shard_cores = (0..cores)
-        .filter(|&c| c != cli.ingest_core)
-        .take(shard_count as usize)
-        .collect();
-    Ok(Placement {
-        shard_count,
-        ingest_core: Some(cli.ingest_core),
-        shard_cores: Some(shard_cores),
-    })
 }
 
 impl KafkaConfig {

@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 use glommio::{ExecutorJoinHandle, GlommioError, LocalExecutorBuilder, Placement, ReactorErrorKind};
 
 use super::inbox::{AttachedInbox, Inbox, Received};
+use super::memlock::{MEMLOCK_ADVICE, memlock_error};
+pub use super::memlock::{MIN_MEMLOCK_BYTES, MemlockLimit, raise_memlock_limit};
 use super::pacer::FlushPacer;
 use super::{Close, Shard, ShardId, Shared};
 use crate::auth::SessionStore;
@@ -56,19 +58,11 @@ pub struct ShardStart {
     pub auth: AuthConfig,
 }
 
-/// Locked memory glommio requires of each executor (its check, in
-/// `sys/uring.rs`), in bytes.
-pub const MIN_MEMLOCK_BYTES: u64 = 512 * 1024;
-
 /// Registered I/O buffer area per executor, in bytes (locked memory).
 const IO_MEMORY_BYTES: usize = 1 << 20;
 
 /// How long a shard's executor may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What to do about a memlock limit that is too low.
-const MEMLOCK_ADVICE: &str = "raise the memlock limit: `ulimit -l unlimited` in the shell that starts fanout, \
-     `LimitMEMLOCK=infinity` in its systemd unit, or `--ulimit memlock=-1` on `docker run`/`podman run`";
 
 /// What to do when io_uring is refused.
 const IO_URING_ADVICE: &str = "io_uring is unavailable: fanout needs Linux >= 5.8 with io_uring enabled \
@@ -101,71 +95,6 @@ pub enum ShardStartError {
         /// glommio's error.
         reason: String,
     },
-}
-
-/// The memlock limits after [`raise_memlock_limit`], in bytes
-/// (`u64::MAX`: unlimited).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemlockLimit {
-    /// The soft limit, in force.
-    pub soft: u64,
-    /// The hard limit, the most an unprivileged process may raise it to.
-    pub hard: u64,
-    /// The soft limit before it was raised.
-    pub was: u64,
-}
-
-/// Raises the soft memlock limit to the hard one (any process may), so a
-/// host whose default soft limit is too low for glommio still starts; then
-/// fails with what to do if even the hard limit is below glommio's check.
-/// (Each executor's io_uring locks about `IO_MEMORY_BYTES` more, counted per
-/// user by older kernels; glommio checks only the minimum.)
-pub fn raise_memlock_limit() -> Result<MemlockLimit, ShardStartError> {
-    let mut limit = memlock_limit();
-    let was = limit.rlim_cur;
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: setrlimit reads the struct it is given.
-        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) } == 0 {
-            limit = raised;
-        }
-    }
-    let (soft, hard) = (bytes_of(limit.rlim_cur), bytes_of(limit.rlim_max));
-    if soft < MIN_MEMLOCK_BYTES {
-        return Err(memlock_error(MIN_MEMLOCK_BYTES));
-    }
-    Ok(MemlockLimit {
-        soft,
-        hard,
-        was: bytes_of(was),
-    })
-}
-
-fn memlock_limit() -> libc::rlimit {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes the struct it is given; on failure it stays
-    // zero, which reads as "too low" and names the limit.
-    unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
-    limit
-}
-
-fn memlock_error(need_bytes: u64) -> ShardStartError {
-    let limit = memlock_limit();
-    ShardStartError::MemLock {
-        soft_kib: bytes_of(limit.rlim_cur) / 1024,
-        hard_kib: bytes_of(limit.rlim_max) / 1024,
-        need_kib: need_bytes / 1024,
-    }
-}
-
-fn bytes_of(limit: libc::rlim_t) -> u64 {
-    if limit == libc::RLIM_INFINITY { u64::MAX } else { limit }
 }
 
 /// Holds started shards back from serving until the engine is complete.

@@ -30,6 +30,7 @@ pub mod index;
 mod input;
 mod limiter;
 mod listener;
+mod memlock;
 mod outbox;
 mod pacer;
 mod poller;

@@ -6,7 +6,7 @@
 //! writes whatever is buffered and hands each parsed reply to the oldest
 //! waiter. Everything runs on the client's shard thread (`Rc`, `RefCell`),
 //! except the host name lookup, which blocks and so runs on the executor's
-//! blocking thread (`resolve`).
+//! blocking thread (`Endpoint::connect`).
 //!
 //! The `Connection` owns the write buffer and the waiter FIFO; the driver
 //! owns the socket and the read side (`Wire`). An I/O error, an EOF, a
@@ -22,7 +22,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -279,7 +278,7 @@ struct Wire {
 
 /// Runs one connection: connect, then pump bytes until it closes.
 async fn drive(conn: Rc<Connection>, endpoint: Rc<Endpoint>) {
-    let connected = future::or(async { Some(connect(&endpoint).await) }, async {
+    let connected = future::or(async { Some(endpoint.connect().await) }, async {
         conn.closed().await;
         None
     })
@@ -308,36 +307,6 @@ async fn drive(conn: Rc<Connection>, endpoint: Rc<Endpoint>) {
     if let Some(failure) = conn.failure.borrow().as_ref() {
         tracing::debug!(reason = %failure, "redis connection closed");
     }
-}
-
-async fn connect(endpoint: &Endpoint) -> io::Result<TcpStream> {
-    let mut last_err = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
-    for addr in resolve(&endpoint.host, endpoint.port).await? {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => {
-                // Commands and replies are small; do not let Nagle hold them.
-                stream.set_nodelay(true).map_err(io::Error::from)?;
-                return Ok(stream);
-            }
-            Err(err) => last_err = err.into(),
-        }
-    }
-    Err(last_err)
-}
-
-/// The addresses of `host`, looked up again at each connect (so a Redis
-/// that moves to a new address is found). `getaddrinfo` blocks, for seconds
-/// when DNS is slow, and would stall every connection of the shard: it runs
-/// on the executor's blocking thread, and the shard awaits it like any I/O
-/// (the caller's timeout still bounds it). An IP literal needs no lookup.
-async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let host = host.to_owned();
-    glommio::executor()
-        .spawn_blocking(move || (host.as_str(), port).to_socket_addrs().map(Iterator::collect))
-        .await
 }
 
 /// Incremental RESP parser: replies may be split across reads, and one read

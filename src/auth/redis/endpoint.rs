@@ -1,4 +1,5 @@
-//! The Redis URL, parsed once into where to connect and how to log in.
+//! The Redis URL, parsed once into where to connect and how to log in, and
+//! the dialing of it.
 //!
 //! `RedisClient::new` parses it before any I/O; `connection` reads it at each
 //! (re)connect to dial the host and queue `AUTH`/`SELECT`. Plain data, shared
@@ -6,6 +7,11 @@
 //!
 //! Invariant: a parsed `Endpoint` has a non-empty host, a non-zero port and
 //! no user name without a password; no error message contains the password.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+
+use glommio::net::TcpStream;
 
 use super::RedisError;
 
@@ -93,6 +99,38 @@ impl Endpoint {
             db,
         })
     }
+
+    /// Dials the host: every address it resolves to, in order, until one
+    /// answers.
+    pub(super) async fn connect(&self) -> io::Result<TcpStream> {
+        let mut last_err = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
+        for addr in resolve(&self.host, self.port).await? {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    // Commands and replies are small; do not let Nagle hold them.
+                    stream.set_nodelay(true).map_err(io::Error::from)?;
+                    return Ok(stream);
+                }
+                Err(err) => last_err = err.into(),
+            }
+        }
+        Err(last_err)
+    }
+}
+
+/// The addresses of `host`, looked up again at each connect (so a Redis
+/// that moves to a new address is found). `getaddrinfo` blocks, for seconds
+/// when DNS is slow, and would stall every connection of the shard: it runs
+/// on the executor's blocking thread, and the shard awaits it like any I/O
+/// (the caller's timeout still bounds it). An IP literal needs no lookup.
+async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let host = host.to_owned();
+    glommio::executor()
+        .spawn_blocking(move || (host.as_str(), port).to_socket_addrs().map(Iterator::collect))
+        .await
 }
 
 fn non_empty(s: String) -> Option<String> {

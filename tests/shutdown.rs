@@ -256,6 +256,7 @@ fn sigterm_turns_readyz_503_at_once_and_serves_through_the_grace() {
         "2s",
     ]);
     fanout.wait_ready();
+    assert_eq!(fanout.metric("fanout_ready"), 1.0);
     let mut before = fanout.public_client();
     fanout.signal(libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -267,8 +268,10 @@ fn sigterm_turns_readyz_503_at_once_and_serves_through_the_grace() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    // The grace (60 s) is far from over: still alive, still upgrading.
+    // The grace (60 s) is far from over: still alive, still upgrading; the
+    // ready gauge says what /readyz says.
     assert_eq!(fanout.http_get("/healthz").0, 200);
+    assert_eq!(fanout.metric("fanout_ready"), 0.0);
     let mut during = fanout.public_client();
     before.send_json(json!({"type": "subscribe", "filters": {"course_id": "C1"}}));
     assert_eq!(before.recv_json()["type"], "subscribed");

@@ -181,6 +181,6 @@ pub struct Registry {
     pub ingest: Arc<IngestMetrics>,
     /// Events waiting in each shard's inbox, as ingest last saw them.
     pub inbox_depth: Arc<[Gauge]>,
-    /// What `/readyz` answers, as `fanout_ready`.
+    /// What `/readyz` answers (Redis aside), as `fanout_ready`.
     pub readiness: Arc<Readiness>,
 }

@@ -228,9 +228,9 @@ impl Registry {
             &mut out,
             "fanout_ready",
             "gauge",
-            "1 once partitions are assigned with resolved start offsets.",
+            "1 while /readyz would answer 200, Redis aside: every partition has a resolved start offset and the instance is not draining.",
         );
-        let _ = writeln!(out, "fanout_ready {}", u8::from(self.readiness.kafka()));
+        let _ = writeln!(out, "fanout_ready {}", u8::from(self.readiness.check().is_ok()));
 
         self.render_latency(&mut out);
         out

@@ -139,7 +139,7 @@ pub struct Shard {
 const SCRATCH_BYTES: usize = 64 * 1024;
 
 impl Shard {
-    /// Creates the shard's state around its epoll set (see [`poller`]).
+    /// Creates the shard's state around its epoll set (see `poller`).
     /// Must run on the shard's own executor.
     pub fn new(
         id: ShardId,

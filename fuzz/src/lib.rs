@@ -240,17 +240,13 @@ fn sorted(filters: &protocol::Filters) -> Vec<(&'static str, &str)> {
     values
 }
 
-/// Topics a record can come from: each route of SPEC §6, and one unknown.
-const TOPICS: [&str; 8] = [
-    "booking.created",
-    "booking.cancelled",
-    "booking.confirmed",
-    "schedule.updated",
-    "schedule.deleted",
-    "admin.notifications",
-    "assessment.submitted",
-    "custom.topic",
-];
+/// The topic a record came from, picked by a byte: each topic of SPEC §5
+/// (one route each, §6), or one no route knows.
+fn topic_of(pick: u8) -> &'static str {
+    let known = &fanout::config::DEFAULT_TOPICS;
+    let at = usize::from(pick) % (known.len() + 1);
+    known.get(at).copied().unwrap_or("custom.topic")
+}
 
 /// A Kafka record's value (`Decoder::decode`): `data` is a byte that picks
 /// the topic, then the value. Whatever the value, the messages built from it
@@ -262,7 +258,7 @@ pub fn decode_record(data: &[u8]) {
     let Some((&pick, value)) = data.split_first() else {
         return;
     };
-    let topic = TOPICS[usize::from(pick) % TOPICS.len()];
+    let topic = topic_of(pick);
     let fresh = Decoder::default().decode(topic, Some(value), Instant::now());
     let again = USED.with(|used| used.borrow_mut().decode(topic, Some(value), Instant::now()));
     match (fresh, again) {

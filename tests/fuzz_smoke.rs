@@ -7,10 +7,12 @@
 
 #[path = "../fuzz/src/lib.rs"]
 mod checks;
+mod common;
 
 use std::fs;
 use std::path::Path;
 
+use common::raw::masked_frame;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -37,25 +39,6 @@ fn committed_seeds_and_regressions_pass() {
     ] {
         assert!(run_seeds(target, check) > 0, "no seeds for {target}");
     }
-}
-
-/// One client frame as a client would put it on the wire: masked, with the
-/// shortest or a longer-than-needed length encoding.
-fn client_frame(first_byte: u8, mask: [u8; 4], payload: &[u8], wide_length: bool) -> Vec<u8> {
-    let mut out = vec![first_byte];
-    let len = payload.len();
-    if len < 126 && !wide_length {
-        out.push(0x80 | len as u8);
-    } else if len < 65_536 {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
 }
 
 /// Payloads that exercise the UTF-8 and close rules: text, text cut inside
@@ -93,7 +76,7 @@ fn frames() -> impl Strategy<Value = Vec<u8>> {
         any::<bool>(),
     )
         .prop_map(|(opcode, fin, rsv, mask, payload, wide)| {
-            client_frame(opcode | rsv | if fin { 0x80 } else { 0 }, mask, &payload, wide)
+            masked_frame(opcode | rsv | if fin { 0x80 } else { 0 }, mask, &payload, wide)
         });
     (
         any::<u16>(),

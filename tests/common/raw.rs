@@ -92,11 +92,17 @@ pub fn public_connection(addr: SocketAddr, recv_buffer: Option<usize>) -> TcpStr
 /// as a client's must be (§5.3; mask key `1 2 3 4`, so the server has to
 /// unmask it to read it).
 pub fn client_frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
-    let mask = [1u8, 2, 3, 4];
-    let mut frame = vec![opcode | if fin { 0x80 } else { 0 }];
+    masked_frame(opcode | if fin { 0x80 } else { 0 }, [1, 2, 3, 4], payload, false)
+}
+
+/// A masked frame with any first byte (FIN, RSV, opcode) and mask key;
+/// `wide_length` takes the 16-bit length encoding even where 7 bits would
+/// do (legal, and a parser must accept it).
+pub fn masked_frame(first_byte: u8, mask: [u8; 4], payload: &[u8], wide_length: bool) -> Vec<u8> {
+    let mut frame = vec![first_byte];
     match payload.len() {
-        len @ 0..=125 => frame.push(0x80 | len as u8),
-        len @ 126..=0xFFFF => {
+        len @ 0..=125 if !wide_length => frame.push(0x80 | len as u8),
+        len @ 0..=0xFFFF => {
             frame.push(0x80 | 126);
             frame.extend_from_slice(&(len as u16).to_be_bytes());
         }

@@ -61,6 +61,30 @@ fn a_stalled_client_is_closed_with_1013_while_another_receives_every_event() {
 }
 
 #[test]
+fn a_reading_client_sent_a_burst_over_the_bound_is_not_closed() {
+    // The bound is on what waits for a client that does not read. One
+    // fetched batch can hold more for one client than the bound (here 16
+    // events of 6 KB against 64 KiB); the shard writes such a client ahead
+    // of its flush rather than closing it as slow.
+    let engine = TestEngine::start(&["--max-pending-bytes", "65536"]);
+    let mut client = engine.public_client();
+    client.subscribe(json!({"course_id": "C1"}));
+    let padding = "x".repeat(6000);
+    let events: Vec<String> = (0..16)
+        .map(|seq| {
+            json!({"payload": {"data": {"course_id": "C1", "slots_remaining": seq,
+            "schedule_id": padding}}})
+            .to_string()
+        })
+        .collect();
+    engine.produce_burst("booking.created", 0, &events);
+    for seq in 0..events.len() {
+        assert_eq!(client.recv_json()["slots_remaining"], seq, "every event, in order");
+    }
+    assert_eq!(engine.metric("fanout_slow_consumer_disconnects_total"), 0.0);
+}
+
+#[test]
 fn a_full_inbox_makes_ingest_wait_instead_of_dropping() {
     // A one-event inbox: ingest must wait for the shard and lose nothing.
     let engine = TestEngine::start(&["--inbox-capacity", "1"]);

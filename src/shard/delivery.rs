@@ -35,10 +35,10 @@ impl Shard {
     }
 
     /// Queues a batch of events to every matching connection of this shard;
-    /// the next `flush_dirty` writes them.
-    pub fn queue_events(&self, batch: &[Dispatch]) {
+    /// the next `flush_dirty` writes them. Returns the frames queued.
+    pub fn queue_events(&self, batch: &[Dispatch]) -> usize {
         let mut slow = Vec::new();
-        {
+        let delivered = {
             let mut conns = self.conns.borrow_mut();
             let index = self.index.borrow();
             let mut dirty = self.dirty.borrow_mut();
@@ -66,7 +66,7 @@ impl Shard {
                             None => continue,
                         },
                     };
-                    if conn.outbox.pending_bytes() + frame.len() > max_pending {
+                    if conn.outbox.pending_bytes() + frame.len() > max_pending && !self.write_ahead(conn, frame.len()) {
                         slow.push(id);
                         continue;
                     }
@@ -80,7 +80,8 @@ impl Shard {
             }
             self.metrics.messages_delivered.add(delivered);
             self.metrics.events_received.add(batch.len() as u64);
-        }
+            delivered
+        };
         for id in slow {
             self.metrics.slow_consumer_disconnects.inc();
             self.request_close(id, Close::discarding(close_code::TRY_AGAIN_LATER));
@@ -88,6 +89,26 @@ impl Shard {
         self.unflushed
             .borrow_mut()
             .extend(batch.iter().map(|event| event.ingested_at));
+        delivered as usize
+    }
+
+    /// Writes `conn`'s queue ahead of the flush, to make room for `len` more
+    /// bytes under `--max-pending-bytes`; false when the socket does not
+    /// take enough. Many events can queue before one flush (a backlog, an
+    /// admin watching everything), so only a client that does not read is
+    /// a slow consumer, not one that is merely behind the shard's batch.
+    fn write_ahead(&self, conn: &mut Conn, len: usize) -> bool {
+        let Some(stream) = conn.stream.as_ref().filter(|_| !conn.blocked) else {
+            return false;
+        };
+        match conn.outbox.write_to(stream, &self.held) {
+            Ok((written, flushed)) => {
+                self.metrics.bytes_written.add(written as u64);
+                conn.blocked = flushed == Flushed::WouldBlock;
+                conn.outbox.pending_bytes() + len <= self.config.max_pending_bytes
+            }
+            Err(_) => false,
+        }
     }
 
     /// Writes what is queued on every connection touched since the last

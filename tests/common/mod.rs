@@ -129,6 +129,11 @@ impl TestEngine {
         self.producer.produce_json(topic, value);
     }
 
+    /// Produces `values` into one partition as one batch.
+    pub fn produce_burst(&self, topic: &str, partition: i32, values: &[String]) {
+        self.producer.produce_burst(topic, partition, values);
+    }
+
     /// Produces raw bytes with an optional key.
     pub fn produce_keyed(&self, topic: &str, key: Option<&str>, value: &[u8]) {
         self.producer.produce_keyed(topic, key, value);

@@ -60,6 +60,28 @@ impl Producer {
         self.send(record);
     }
 
+    /// Produces `values` into one partition of `topic` as one batch, so one
+    /// fetch brings them all and the engine takes them together.
+    pub fn produce_burst(&self, topic: &str, partition: i32, values: &[String]) {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("linger.ms", "50")
+            .create()
+            .expect("burst producer");
+        for value in values {
+            producer
+                .send(
+                    BaseRecord::<str, [u8]>::to(topic)
+                        .partition(partition)
+                        .payload(value.as_bytes()),
+                )
+                .map_err(|(err, _)| err)
+                .expect("enqueue record");
+        }
+        producer.flush(PATIENCE).expect("broker acknowledged the burst");
+        self.count.set(self.count.get() + values.len() as u64);
+    }
+
     /// Produces a JSON value into one partition of `topic`.
     pub fn produce_to_partition(&self, topic: &str, partition: i32, value: &Value) {
         let value = value.to_string();

@@ -191,7 +191,8 @@ impl AttachedInbox {
         self.recv_batch_until(out, max, None).await
     }
 
-    /// Like [`AttachedInbox::recv_batch`], but gives up at `deadline`.
+    /// Like [`AttachedInbox::recv_batch`], but gives up at `deadline`; a
+    /// deadline already past takes only what waits.
     pub async fn recv_batch_until(
         &mut self,
         out: &mut Vec<Dispatch>,

@@ -50,9 +50,12 @@ pub struct Cli {
     pub instance_id: Option<String>,
 
     /// How often the configured topics' partitions are looked up. Partitions
-    /// added to a topic, and a topic created after start, are consumed from
-    /// their beginning within this interval (plus one metadata round trip).
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    /// added to a topic are consumed from their beginning within this
+    /// interval (plus one metadata round trip); a configured topic that is
+    /// missing is looked for every second until it exists. Each lookup is a
+    /// metadata request on the connection that carries the fetches: through
+    /// tansu, 5 s raised the p99 at 1 000 events/s from ~0.1 s to 0.2-0.3 s.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub kafka_refresh_interval: Duration,
 
     /// Topics to consume, comma separated. Default: the seven topics of the

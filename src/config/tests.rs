@@ -37,7 +37,7 @@ fn defaults_match_the_spec() {
     assert_eq!(config.shard.drain_timeout, Duration::from_secs(5));
     assert_eq!(config.drain_grace, Duration::ZERO);
     assert_eq!(config.kafka.instance_id, None);
-    assert_eq!(config.kafka.refresh_interval, Duration::from_secs(5));
+    assert_eq!(config.kafka.refresh_interval, Duration::from_secs(30));
     assert!(config.placement.shard_cores.is_none());
 }
 

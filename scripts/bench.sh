@@ -67,6 +67,8 @@
 #                           during each loaded run, top symbols into
 #                           raw/<run>.perf.txt (adds overhead; off in the
 #                           tables' runs) [0]
+#   BENCH_RUN_NAME          directory under bench-results/ [<date>-<host>];
+#                           an existing one is replaced
 #   BENCH_SERVER_CPU / BENCH_LOAD_CPU  cores [1 / 0]
 #   BENCH_DOC               0 leaves BENCHMARKS.md alone [1; quick,
 #                           BENCH_ONLY or BENCH_SERVERS: 0]
@@ -202,7 +204,7 @@ scripts/peer-up.sh
 
 date_utc=$(date -u +%Y-%m-%d)
 host=$(hostname -s 2>/dev/null || hostname)
-run_name="$date_utc-$host"
+run_name=${BENCH_RUN_NAME:-$date_utc-$host}
 [ "$quick" = 1 ] && run_name="$run_name-quick"
 out="bench-results/$run_name"
 raw="$out/raw"

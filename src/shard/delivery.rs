@@ -11,8 +11,9 @@
 //! one socket (SPEC §7).
 //!
 //! Everything queued to a connection counts against `--max-pending-bytes`
-//! (SPEC §7): an event or a reply that would take the queue over it closes
-//! the connection with 1013 instead of being queued; a pong replaces the
+//! (SPEC §7): an event or a reply that would take the queue over it, once
+//! the socket has taken what it can (`has_room`), closes the connection
+//! with 1013 instead of being queued; a pong replaces the
 //! unsent one while the socket is full (`Outbox::push_pong`). After each
 //! batch the shard checks the process-wide budget (`budget`), once per
 //! batch, never per message.
@@ -42,7 +43,6 @@ impl Shard {
             let mut conns = self.conns.borrow_mut();
             let index = self.index.borrow();
             let mut dirty = self.dirty.borrow_mut();
-            let max_pending = self.config.max_pending_bytes;
             let mut delivered = 0;
             for event in batch {
                 let stamp = self.stamp.get() + 1;
@@ -66,7 +66,7 @@ impl Shard {
                             None => continue,
                         },
                     };
-                    if conn.outbox.pending_bytes() + frame.len() > max_pending && !self.write_ahead(conn, frame.len()) {
+                    if !self.has_room(conn, frame.len()) {
                         slow.push(id);
                         continue;
                     }
@@ -92,12 +92,17 @@ impl Shard {
         delivered as usize
     }
 
-    /// Writes `conn`'s queue ahead of the flush, to make room for `len` more
-    /// bytes under `--max-pending-bytes`; false when the socket does not
-    /// take enough. Many events can queue before one flush (a backlog, an
-    /// admin watching everything), so only a client that does not read is
-    /// a slow consumer, not one that is merely behind the shard's batch.
-    fn write_ahead(&self, conn: &mut Conn, len: usize) -> bool {
+    /// Whether `len` more bytes fit `conn`'s queue under
+    /// `--max-pending-bytes`. When they would not, the queue is first
+    /// written ahead of the flush: many frames can queue before one flush
+    /// (pipelined replies, a backlog of events, an admin watching
+    /// everything), so only a client whose socket does not take them is a
+    /// slow consumer, not one that is merely behind the shard's batch.
+    fn has_room(&self, conn: &mut Conn, len: usize) -> bool {
+        let max = self.config.max_pending_bytes;
+        if conn.outbox.pending_bytes() + len <= max {
+            return true;
+        }
         let Some(stream) = conn.stream.as_ref().filter(|_| !conn.blocked) else {
             return false;
         };
@@ -105,7 +110,7 @@ impl Shard {
             Ok((written, flushed)) => {
                 self.metrics.bytes_written.add(written as u64);
                 conn.blocked = flushed == Flushed::WouldBlock;
-                conn.outbox.pending_bytes() + len <= self.config.max_pending_bytes
+                conn.outbox.pending_bytes() + len <= max
             }
             Err(_) => false,
         }
@@ -203,21 +208,8 @@ impl Shard {
     /// Closes the connection with 1013 (a slow consumer, SPEC §7) when
     /// `len` more bytes would take its queue over `--max-pending-bytes`.
     fn closed_over_bound(&self, conn: &mut Conn, id: ConnId, len: usize) -> bool {
-        let max = self.config.max_pending_bytes;
-        if conn.outbox.pending_bytes() + len <= max {
+        if self.has_room(conn, len) {
             return false;
-        }
-        // Replies to pipelined messages are queued before the next flush: let
-        // the socket take what it can first, so only a client that does not
-        // read is closed.
-        if !conn.blocked
-            && let Some(stream) = conn.stream.as_ref()
-            && let Ok((written, _)) = conn.outbox.write_to(stream, &self.held)
-        {
-            self.metrics.bytes_written.add(written as u64);
-            if conn.outbox.pending_bytes() + len <= max {
-                return false;
-            }
         }
         self.metrics.slow_consumer_disconnects.inc();
         self.close_conn(id, conn, Close::discarding(close_code::TRY_AGAIN_LATER));

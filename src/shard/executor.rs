@@ -281,7 +281,8 @@ async fn deliver_from(shard: &Shard, inbox: &mut AttachedInbox) {
         // is due, shares its writes. A lone event finds nothing waiting and
         // no flush due, and is written at once.
         while queued < FLUSH_FRAMES {
-            let until = pacer.due(Instant::now()).unwrap_or_else(Instant::now);
+            let now = Instant::now();
+            let until = pacer.due(now).unwrap_or(now);
             match inbox.recv_batch_until(&mut batch, BATCH, Some(until)).await {
                 Received::Events => {
                     queued += shard.queue_events(&batch);

@@ -7,9 +7,9 @@
 mod common;
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
+use fanout::clock::Stamp;
 use fanout::event::{Field, Outbound, RoutingKey};
 use fanout::ingest::decode::Decoder;
 use fanout::protocol::frame;
@@ -30,7 +30,7 @@ struct SerdeDecoder {
 }
 
 impl SerdeDecoder {
-    fn decode(&mut self, topic: &str, payload: &[u8], ingested_at: Instant) -> Option<Outbound> {
+    fn decode(&mut self, topic: &str, payload: &[u8], ingested: &Stamp) -> Option<Outbound> {
         let root: Value = serde_json::from_slice(payload).ok()?;
         let top = root.as_object()?;
         let payload = top.get("payload");
@@ -58,7 +58,7 @@ impl SerdeDecoder {
             out.extend_from_slice(b",\"timestamp\":");
             match timestamp {
                 Some(t) => serde_json::to_writer(&mut *out, t).expect("Vec write"),
-                None => fanout::clock::write_now_json(out),
+                None => out.extend_from_slice(ingested.json()),
             }
             out.push(b'}');
         };
@@ -124,7 +124,7 @@ impl SerdeDecoder {
             keys,
             admin_frame,
             public_frame,
-            ingested_at,
+            ingested_at: ingested.at(),
         })
     }
 }
@@ -135,12 +135,12 @@ fn json_of(frame: &[u8]) -> Value {
 
 /// Both decoders must agree (up to member order) before either is timed.
 fn check_equivalent(payload: &[u8]) {
-    let now = Instant::now();
+    let now = Stamp::now();
     let simd = Decoder::default()
-        .decode(TOPIC, Some(payload), now)
+        .decode(TOPIC, Some(payload), &now)
         .expect("valid envelope");
     let serde = SerdeDecoder::default()
-        .decode(TOPIC, payload, now)
+        .decode(TOPIC, payload, &now)
         .expect("valid envelope");
     assert_eq!(simd.keys, serde.keys);
     assert_eq!(json_of(&simd.admin_frame), json_of(&serde.admin_frame));
@@ -159,15 +159,15 @@ fn decode(c: &mut Criterion) {
             bytes: payload.len() as u64,
         });
         let id = format!("{}B", payload.len());
-        let now = Instant::now();
+        let now = Stamp::now();
 
         let mut simd = Decoder::default();
         group.bench_with_input(BenchmarkId::new("simd_json", &id), &payload, |b, payload| {
-            b.iter(|| simd.decode(TOPIC, Some(black_box(payload)), now).expect("valid"))
+            b.iter(|| simd.decode(TOPIC, Some(black_box(payload)), &now).expect("valid"))
         });
         let mut serde = SerdeDecoder::default();
         group.bench_with_input(BenchmarkId::new("serde_json", &id), &payload, |b, payload| {
-            b.iter(|| serde.decode(TOPIC, black_box(payload), now).expect("valid"))
+            b.iter(|| serde.decode(TOPIC, black_box(payload), &now).expect("valid"))
         });
 
         // The parse alone (what the two decoders above add on top of it is

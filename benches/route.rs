@@ -14,6 +14,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
+use fanout::clock::Stamp;
 use fanout::event::Field;
 use fanout::ingest::decode::Decoder;
 use fanout::shard::ConnId;
@@ -72,7 +73,7 @@ fn route(c: &mut Criterion) -> Vec<(String, Samples)> {
     for size in [Size::Small, Size::Large] {
         let payloads = payloads(size);
         let mut decoder = Decoder::default();
-        let now = Instant::now();
+        let now = Stamp::now();
         let samples: Samples = Rc::default();
         let recorded = samples.clone();
         let id = format!("{}B", payloads[0].len());
@@ -82,7 +83,7 @@ fn route(c: &mut Criterion) -> Vec<(String, Samples)> {
                 let mut next = 0;
                 for _ in 0..iters {
                     let out = decoder
-                        .decode("booking.created", Some(black_box(&payloads[next])), now)
+                        .decode("booking.created", Some(black_box(&payloads[next])), &now)
                         .expect("valid envelope");
                     let mut recipients = index.scope_all().len();
                     for (field, value) in &out.keys {

@@ -121,12 +121,13 @@ pub fn write_public<'v>(out: &mut Vec<u8>, route: Route, fields: &impl Fields<'v
 }
 
 /// Ends a message with `,"timestamp":..}`: the envelope's timestamp when it
-/// is a string, else now (the time of ingest).
-pub fn write_timestamp(out: &mut Vec<u8>, envelope: Option<&Value<'_>>) {
+/// is a string, else `ingested` (the time of ingest as a JSON string,
+/// [`crate::clock::Stamp::json`]).
+pub fn write_timestamp(out: &mut Vec<u8>, envelope: Option<&Value<'_>>, ingested: &[u8]) {
     out.extend_from_slice(b",\"timestamp\":");
     match envelope.filter(|t| t.is_str()) {
         Some(value) => json::write_value(out, value),
-        None => crate::clock::write_now_json(out),
+        None => out.extend_from_slice(ingested),
     }
     out.push(b'}');
 }

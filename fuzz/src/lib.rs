@@ -6,11 +6,11 @@
 //! `fuzz/fuzz_targets/` (nightly, `cargo +nightly fuzz run <target>`) and,
 //! on stable in the normal test suite, `tests/fuzz_smoke.rs` (proptest, plus
 //! every file under `fuzz/seeds/`). Everything here is pure: no runtime, no
-//! sockets, no clock beyond `Instant::now()` for the decoder's argument.
+//! sockets, no clock beyond `Stamp::now()` for the decoder's argument.
 
 use std::cell::RefCell;
-use std::time::Instant;
 
+use fanout::clock::Stamp;
 use fanout::ingest::decode::{DecodeError, Decoder};
 use fanout::protocol::frame::{self, Kind, Parsed};
 use fanout::protocol::http::{self, Head};
@@ -259,8 +259,9 @@ pub fn decode_record(data: &[u8]) {
         return;
     };
     let topic = topic_of(pick);
-    let fresh = Decoder::default().decode(topic, Some(value), Instant::now());
-    let again = USED.with(|used| used.borrow_mut().decode(topic, Some(value), Instant::now()));
+    let now = Stamp::now();
+    let fresh = Decoder::default().decode(topic, Some(value), &now);
+    let again = USED.with(|used| used.borrow_mut().decode(topic, Some(value), &now));
     match (fresh, again) {
         (Ok(fresh), Ok(again)) => {
             assert!(fresh.keys.iter().all(|(_, key)| !key.is_empty()), "empty routing key");

@@ -6,11 +6,10 @@
 //! it hands on. Field lookup follows SPEC §5: `payload.data`, then `payload`,
 //! then the top level; the first level that has the key wins.
 
-use std::time::Instant;
-
 use simd_json::prelude::*;
 use simd_json::{BorrowedValue as Value, Buffers};
 
+use crate::clock::Stamp;
 use crate::event::{Field, Outbound, RoutingKey};
 use crate::protocol::frame;
 use crate::route::{self, Fields};
@@ -49,13 +48,9 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// Builds the outbound messages of one record consumed from `topic`.
-    pub fn decode(
-        &mut self,
-        topic: &str,
-        payload: Option<&[u8]>,
-        ingested_at: Instant,
-    ) -> Result<Outbound, DecodeError> {
+    /// Builds the outbound messages of one record consumed from `topic`,
+    /// taken at `ingested`.
+    pub fn decode(&mut self, topic: &str, payload: Option<&[u8]>, ingested: &Stamp) -> Result<Outbound, DecodeError> {
         let payload = payload.filter(|p| !p.is_empty()).ok_or(DecodeError::Empty)?;
         self.input.clear();
         self.input.extend_from_slice(payload);
@@ -76,19 +71,19 @@ impl Decoder {
         let out = &mut self.scratch;
         out.clear();
         route::write_admin(out, topic, route, body);
-        route::write_timestamp(out, timestamp);
+        route::write_timestamp(out, timestamp, ingested.json());
         let admin_frame = frame::text(out);
 
         out.clear();
         let public_frame = route::write_public(out, route, &levels).then(|| {
-            route::write_timestamp(out, timestamp);
+            route::write_timestamp(out, timestamp, ingested.json());
             frame::text(out)
         });
         Ok(Outbound {
             keys: routing_keys(&levels),
             admin_frame,
             public_frame,
-            ingested_at,
+            ingested_at: ingested.at(),
         })
     }
 }
@@ -127,7 +122,7 @@ mod tests {
     use super::*;
 
     fn decode(topic: &str, json: &str) -> Result<Outbound, DecodeError> {
-        Decoder::default().decode(topic, Some(json.as_bytes()), Instant::now())
+        Decoder::default().decode(topic, Some(json.as_bytes()), &Stamp::now())
     }
 
     fn json_of(frame: &[u8]) -> serde_json::Value {
@@ -152,6 +147,20 @@ mod tests {
             serde_json::json!({"type":"availability.updated","course_id":"PIANO-101",
                 "schedule_id":"sch-123","slots_remaining":4,"timestamp":"2026-11-23T10:00:00Z"})
         );
+    }
+
+    #[test]
+    fn an_event_without_a_timestamp_carries_its_ingest_stamp_in_both_messages() {
+        let stamp = Stamp::now();
+        let body = r#"{"payload":{"data":{"course_id":"C1","slots_remaining":2}}}"#;
+        let out = Decoder::default()
+            .decode("booking.created", Some(body.as_bytes()), &stamp)
+            .expect("valid");
+        let stamped = serde_json::from_slice::<serde_json::Value>(stamp.json()).expect("a JSON string");
+        assert_eq!(json_of(&out.admin_frame)["timestamp"], stamped);
+        let public = json_of(out.public_frame.as_ref().expect("slots_remaining present"));
+        assert_eq!(public["timestamp"], stamped);
+        assert_eq!(out.ingested_at, stamp.at());
     }
 
     #[test]
@@ -224,7 +233,7 @@ mod tests {
         assert_eq!(decode("t", "{nope").unwrap_err(), DecodeError::InvalidJson);
         assert_eq!(decode("t", "[1,2]").unwrap_err(), DecodeError::NotObject);
         assert_eq!(
-            Decoder::default().decode("t", None, Instant::now()).unwrap_err(),
+            Decoder::default().decode("t", None, &Stamp::now()).unwrap_err(),
             DecodeError::Empty
         );
     }
@@ -232,7 +241,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn decode_never_panics(bytes: Vec<u8>) {
-            let _ = Decoder::default().decode("booking.created", Some(&bytes), Instant::now());
+            let _ = Decoder::default().decode("booking.created", Some(&bytes), &Stamp::now());
         }
     }
 }

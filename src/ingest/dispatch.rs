@@ -5,6 +5,7 @@
 //! to Kafka, SPEC §7) rather than drop; the wait is counted.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::event::Dispatch;
 use crate::metrics::{Gauge, IngestMetrics};
@@ -29,16 +30,19 @@ impl Dispatcher {
     }
 
     /// Gives `event` to every shard; each shard finds its own recipients.
-    /// The shards are not woken until [`Dispatcher::wake`].
-    pub fn dispatch(&self, event: Dispatch) -> Result<(), Disconnected> {
+    /// The shards are not woken until [`Dispatcher::wake`]. Returns how long
+    /// full inboxes held ingest back (zero almost always).
+    pub fn dispatch(&self, event: Dispatch) -> Result<Duration, Disconnected> {
+        let mut waited = Duration::ZERO;
         for (inbox, depth) in self.inboxes.iter().zip(self.depths.iter()) {
-            let waited = inbox.send(event.clone())?;
-            if !waited.is_zero() {
-                self.metrics.backpressure_micros.add(waited.as_micros() as u64);
+            let wait = inbox.send(event.clone())?;
+            if !wait.is_zero() {
+                self.metrics.backpressure_micros.add(wait.as_micros() as u64);
+                waited += wait;
             }
             depth.set(inbox.depth() as i64);
         }
-        Ok(())
+        Ok(waited)
     }
 
     /// Wakes every shard that sleeps, once the events of a batch are in:

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use self::decode::Decoder;
 use self::dispatch::Dispatcher;
 pub use self::source::{EventSource, MemorySource, Record};
+use crate::clock::Stamp;
 use crate::metrics::{IngestMetrics, SKIP_REASONS};
 
 /// Longest a poll blocks, so a stop request is seen promptly.
@@ -30,8 +31,9 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Records taken per poll: those the source already holds are decoded and
 /// handed on with one wake-up of each shard, and their positions committed
-/// together. Bounds the wait of a batch's first record for its last
-/// (~1 µs of decoding each).
+/// together, and share one clock reading (`clock::Stamp`). Bounds the wait
+/// of a batch's first record for its last, and so how far a stamp lags its
+/// last record (~1 µs of decoding each).
 const RECORDS_PER_POLL: usize = 256;
 
 /// Starts the ingest thread; it runs until `stop` is set, the source ends
@@ -63,15 +65,22 @@ pub fn run(source: &mut impl EventSource, dispatcher: &Dispatcher, metrics: &Ing
     let mut warn_limit = WarnLimit::default();
     while !stop.load(Ordering::Relaxed) {
         let mut shard_gone = false;
+        // The clocks are read once per poll, at its first record: the rest
+        // were fetched already and follow within microseconds. A wait on a
+        // full inbox ends the reading's use.
+        let mut stamp: Option<Stamp> = None;
         let polled = source.poll(POLL_TIMEOUT, RECORDS_PER_POLL, &mut |record| {
             metrics.events_consumed.inc();
-            match decoder.decode(record.topic, record.payload, Instant::now()) {
-                Ok(outbound) => {
-                    if dispatcher.dispatch(Arc::new(outbound)).is_err() {
+            let ingested = stamp.get_or_insert_with(Stamp::now);
+            match decoder.decode(record.topic, record.payload, ingested) {
+                Ok(outbound) => match dispatcher.dispatch(Arc::new(outbound)) {
+                    Ok(waited) if waited.is_zero() => {}
+                    Ok(_) => stamp = None,
+                    Err(_) => {
                         shard_gone = true;
                         return ControlFlow::Break(());
                     }
-                }
+                },
                 Err(err) => {
                     let at = SKIP_REASONS
                         .iter()

@@ -257,7 +257,6 @@ impl AttachedInbox {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
 
     use super::*;
     use crate::ingest::decode::Decoder;
@@ -267,7 +266,7 @@ mod tests {
             .decode(
                 "booking.created",
                 Some(br#"{"payload":{"course_id":"C1"}}"#),
-                Instant::now(),
+                &crate::clock::Stamp::now(),
             )
             .expect("valid event");
         Arc::new(outbound)

@@ -42,7 +42,7 @@ const BATCH: usize = 1024;
 /// is taken until about this many deliveries are queued. Every socket they
 /// touch is then written once, so under load more events share each write:
 /// at 10 recipients per event over 10 000 sockets, ~50 frames per `sendmsg`
-/// (64 fit one, `outbox::MAX_IOV`). A queue slot is 32 bytes, so this holds
+/// (up to 1 024 fit one, `outbox::MAX_IOV`). A queue slot is 32 bytes, so this holds
 /// at most 16 MiB of slots, and queueing it takes tens of milliseconds.
 const FLUSH_FRAMES: usize = 1 << 19;
 

@@ -26,7 +26,8 @@
 # the peer).
 #
 # Writes bench-results/<date>-<host>/ (summary.md, summary.json, plots/*.svg,
-# and raw/: every loadtest JSON and log, server and broker logs, commands,
+# and raw/: every loadtest JSON and log, server and broker logs, fanout's
+# /metrics at the end of each of its runs, commands,
 # machine; raw/ is git-ignored) and regenerates the tables between the bench
 # markers in BENCHMARKS.md.
 #
@@ -478,6 +479,12 @@ run_point() {
     if [ -n "$brk1" ]; then
         broker_cpu=$(awk -v t=$((brk1 - brk0)) -v h="$clk_tck" 'BEGIN { printf "%.2f", t / h }')
     fi
+    # fanout's own view (Kafka poll -> socket write, inbox waits): places
+    # a slow run's time on the broker's side of ingest or on fanout's.
+    case "$kind" in
+        fanout | fanout-embedded)
+            curl -s --max-time 5 "http://$server_addr/metrics" >"$raw/$run.metrics.txt" || true ;;
+    esac
     stop_server
     stop_broker
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$scenario" "$kind" \

@@ -257,7 +257,6 @@ impl AttachedInbox {
 
 #[cfg(test)]
 mod tests {
-
     use super::*;
     use crate::ingest::decode::Decoder;
 

@@ -4,9 +4,10 @@
 //! Runs on the shard, from the inbox loop (`queue_events`, then
 //! `flush_dirty` when the `pacer` says) and after anything that queues a
 //! reply (`flush_dirty`). The frame is queued by reference (`Bytes`,
-//! refcount only), and each touched connection is then written once with a
-//! vectored, non-blocking `sendmsg`, so every event queued to a socket since
-//! its last write costs one syscall together. A socket that would block is
+//! refcount only), and each touched connection is then written once with one
+//! non-blocking write (`Outbox::write_to`: small frames gathered into one
+//! buffer, big ones vectored), so every event queued to a socket since its
+//! last write costs one syscall together. A socket that would block is
 //! written again when it reports room (`task`); the shard never waits on
 //! one socket (SPEC §7).
 //!

@@ -2,12 +2,17 @@
 //! drains it.
 //!
 //! Runs on the owning shard. Frames are queued by reference (`Bytes`: the
-//! frame an event was encoded into once, shared by every recipient), and one
-//! `sendmsg` takes up to [`MAX_IOV`] of them, so a connection that several
-//! events reached in one batch costs one syscall. `MSG_DONTWAIT` keeps the
-//! shard from ever blocking on a socket, `MSG_NOSIGNAL` keeps a closed peer
-//! from raising SIGPIPE. socket2 issues the call; the shard's slab owns the
-//! socket, so the fd written to is always the connection's own.
+//! frame an event was encoded into once, shared by every recipient), so a
+//! queue costs a pointer per frame, never a copy. A connection that several
+//! events reached in one batch costs one syscall: the front frames that fit
+//! in [`GATHER_BYTES`] are copied into the shard's one gather buffer and
+//! written with one `send` (the kernel then copies one contiguous span
+//! rather than a segment per frame), and a queue whose front frames are too
+//! big for that goes out by a vectored `sendmsg` of up to [`MAX_IOV`] frames.
+//! `MSG_DONTWAIT` keeps the shard from ever blocking on a socket,
+//! `MSG_NOSIGNAL` keeps a closed peer from raising SIGPIPE. socket2 issues
+//! the call; the shard's slab owns the socket, so the fd written to is
+//! always the connection's own.
 //!
 //! Every byte queued or released is tallied in the shard's [`Held`] as it
 //! happens (each mutating method takes it), so the shard's total is exact
@@ -18,6 +23,7 @@
 //! and the shard's `Held` includes exactly that much for this queue; `pong`
 //! names a frame still in `queue` and not started.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -27,15 +33,32 @@ use socket2::SockRef;
 
 use super::budget::Held;
 
-/// Most frames per `sendmsg`: Linux's `UIO_MAXIOV`. Under load one write
-/// then fills what the socket buffer takes; at 64 frames a write, the
-/// kernel's per-call and per-segment work was 10–14 points more of fanout's
-/// CPU at n1k-k10 saturation (BENCHMARKS.md).
+/// Most bytes of small frames gathered into one write. Under load a
+/// connection's queue holds many frames of a few hundred bytes; the kernel
+/// copies each `sendmsg` segment on its own. At n1k-k10 saturation through
+/// tansu, gathering gave 1.18× the deliveries per CPU-second (medians of
+/// four alternating pairs) and cut the kernel's share of fanout's CPU from
+/// 53–54% to 34–40% (BENCHMARKS.md). 64 KiB is one loopback segment;
+/// 256 KiB measured no better.
+const GATHER_BYTES: usize = 64 * 1024;
+
+/// Most frames per `sendmsg`: Linux's `UIO_MAXIOV`, for a queue of frames
+/// too big to gather.
 const MAX_IOV: usize = 1024;
 
 /// Frames of a short queue, the common case (an event or a reply): its
 /// write sets up a small array rather than `MAX_IOV` slots (16 KiB).
 const SHORT_IOV: usize = 8;
+
+/// Every write: never block the shard, never raise SIGPIPE.
+const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+
+thread_local! {
+    /// The shard's gather buffer. A shard writes one socket at a time, so
+    /// one buffer per thread serves all of its connections; it is filled
+    /// and written within one call, so it holds nothing between writes.
+    static GATHER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// How far a write got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,10 +154,10 @@ impl Outbox {
         let socket = SockRef::from(&fd);
         let mut total = 0;
         while !self.queue.is_empty() {
-            let result = if self.queue.len() <= SHORT_IOV {
-                self.send_front::<SHORT_IOV>(&socket)
-            } else {
-                self.send_front::<MAX_IOV>(&socket)
+            let result = match self.gatherable() {
+                2.. => self.send_gathered(&socket),
+                _ if self.queue.len() <= SHORT_IOV => self.send_front::<SHORT_IOV>(&socket),
+                _ => self.send_front::<MAX_IOV>(&socket),
             };
             match result {
                 Ok(sent) => {
@@ -152,16 +175,52 @@ impl Outbox {
         Ok((total, Flushed::All))
     }
 
+    /// The unwritten bytes of each queued frame, front first.
+    fn unwritten(&self) -> impl Iterator<Item = &[u8]> {
+        let skip = self.head_written;
+        self.queue
+            .iter()
+            .enumerate()
+            .map(move |(at, frame)| &frame[if at == 0 { skip } else { 0 }..])
+    }
+
+    /// How many front frames fit in [`GATHER_BYTES`] together. Stops at the
+    /// first that does not, so it reads at most that many bytes' worth of
+    /// frames.
+    fn gatherable(&self) -> usize {
+        let mut bytes = 0;
+        self.unwritten()
+            .take_while(|rest| {
+                bytes += rest.len();
+                bytes <= GATHER_BYTES
+            })
+            .count()
+    }
+
+    /// One non-blocking `send` of the front frames that fit in
+    /// [`GATHER_BYTES`], copied into the shard's gather buffer.
+    fn send_gathered(&self, socket: &SockRef<'_>) -> io::Result<usize> {
+        GATHER.with_borrow_mut(|gather| {
+            gather.clear();
+            for rest in self.unwritten() {
+                if gather.len() + rest.len() > GATHER_BYTES {
+                    break;
+                }
+                gather.extend_from_slice(rest);
+            }
+            socket.send_with_flags(gather, SEND_FLAGS)
+        })
+    }
+
     /// One non-blocking `sendmsg` of up to `N` frames from the front.
     fn send_front<const N: usize>(&self, socket: &SockRef<'_>) -> io::Result<usize> {
         let mut slices = [IoSlice::new(&[]); N];
         let mut count = 0;
-        for (slot, frame) in slices.iter_mut().zip(&self.queue) {
-            let start = if count == 0 { self.head_written } else { 0 };
-            *slot = IoSlice::new(&frame[start..]);
+        for (slot, rest) in slices.iter_mut().zip(self.unwritten()) {
+            *slot = IoSlice::new(rest);
             count += 1;
         }
-        socket.send_vectored_with_flags(&slices[..count], libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        socket.send_vectored_with_flags(&slices[..count], SEND_FLAGS)
     }
 
     /// Marks `n` more bytes of the queue as written.
@@ -209,29 +268,69 @@ mod tests {
         assert_eq!(&got, b"one two");
     }
 
-    #[test]
-    fn a_queue_longer_than_one_write_takes_goes_out_whole_and_in_order() {
+    /// Writes `frames` through a socketpair whose reader drains it while
+    /// the outbox is polled, and returns the bytes read.
+    fn write_all_through_a_socket(frames: impl IntoIterator<Item = Bytes>) -> Vec<u8> {
         let (writer, mut reader) = UnixStream::pair().expect("socketpair");
-        let frames = 3 * MAX_IOV + SHORT_IOV + 1;
         let held = Held::default();
         let mut outbox = Outbox::default();
-        for i in 0..frames {
-            outbox.push(Bytes::from(format!("{i:05}")), &held);
+        for frame in frames {
+            outbox.push(frame, &held);
         }
+        let queued = outbox.pending_bytes();
         let reading = std::thread::spawn(move || {
-            let mut got = vec![0; 5 * frames];
+            let mut got = vec![0; queued];
             reader.read_exact(&mut got).expect("read");
             got
         });
         let mut written = 0;
         while !outbox.is_empty() {
-            // The reader drains the socket while this polls it.
             written += outbox.write_to(&writer, &held).expect("write").0;
         }
-        assert_eq!((written, held.get()), (5 * frames, 0));
-        let got = reading.join().expect("reader");
-        let expected: String = (0..frames).map(|i| format!("{i:05}")).collect();
-        assert_eq!(String::from_utf8(got).expect("ASCII"), expected);
+        assert_eq!((written, held.get()), (queued, 0));
+        reading.join().expect("reader")
+    }
+
+    #[test]
+    fn a_queue_of_small_frames_longer_than_one_gather_goes_out_whole_and_in_order() {
+        let frames = 3 * GATHER_BYTES / 5 + MAX_IOV + 1;
+        let got = write_all_through_a_socket((0..frames).map(|i| Bytes::from(format!("{:05}", i % 100_000))));
+        let expected: String = (0..frames).map(|i| format!("{:05}", i % 100_000)).collect();
+        assert!(
+            got == expected.as_bytes(),
+            "the bytes read differ from the frames queued"
+        );
+    }
+
+    #[test]
+    fn a_queue_of_frames_too_big_to_gather_goes_out_whole_and_in_order() {
+        // No two fit in one gather, so every write is vectored, and the
+        // queue is longer than one `sendmsg` takes.
+        let frame_bytes = GATHER_BYTES / 2 + 1;
+        let frames = MAX_IOV + SHORT_IOV + 1;
+        let frame = |i: usize| Bytes::from(vec![(i % 251) as u8; frame_bytes]);
+        let got = write_all_through_a_socket((0..frames).map(frame));
+        assert_eq!(got.len(), frames * frame_bytes);
+        for (i, chunk) in got.chunks(frame_bytes).enumerate() {
+            assert!(chunk == &frame(i)[..], "frame {i} differs");
+        }
+    }
+
+    #[test]
+    fn small_frames_after_a_big_one_are_gathered_once_it_is_written() {
+        let (writer, mut reader) = UnixStream::pair().expect("socketpair");
+        let held = Held::default();
+        let mut outbox = Outbox::default();
+        outbox.push(Bytes::from(vec![b'B'; GATHER_BYTES]), &held);
+        outbox.push(Bytes::from_static(b"one "), &held);
+        outbox.push(Bytes::from_static(b"two"), &held);
+        assert_eq!(outbox.gatherable(), 1, "the big frame fills a gather on its own");
+        outbox.advance(GATHER_BYTES - 1, &held);
+        assert_eq!(outbox.gatherable(), 3, "its last byte and both small frames fit");
+        assert_eq!(outbox.write_to(&writer, &held).expect("write"), (8, Flushed::All));
+        let mut got = [0; 8];
+        reader.read_exact(&mut got).expect("read");
+        assert_eq!(&got, b"Bone two");
     }
 
     #[test]

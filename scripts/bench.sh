@@ -51,11 +51,15 @@
 #                           rounded down to 1000, at most 100000]
 #   BENCH_FIXED_DELIVERIES  fixed-rate load in deliveries/s; the event rate
 #                           of a point is this x K / N [50000]
-#   BENCH_FIXED_MAX_EVENTS  cap on a fixed-rate event rate, events/s [1000]:
+#   BENCH_FIXED_MAX_EVENTS  cap on a fixed-rate event rate, events/s [500]:
 #                           what the producer and tansu sustain with margin
-#                           on the shared load core, whichever server
-#                           consumes; at 2000 tansu 0.6.0 fell behind for
-#                           every server (see BENCHMARKS.md)
+#                           on the shared load core for a whole run,
+#                           whichever server consumes. tansu 0.6.0's fetch
+#                           lists every batch stored so far, so its CPU
+#                           grows through a run: at 1000 the load core
+#                           saturated ~8 s into most fanout runs, at 2000
+#                           tansu fell behind for every server
+#                           (see BENCHMARKS.md)
 #   BENCH_SAT_DELIVERIES    size of a saturation run in deliveries; its event
 #                           count is this x K / N [6000000; quick: 1000000]
 #   BENCH_SAT_MAX_EVENTS    cap on a saturation run's events [500000]
@@ -105,7 +109,7 @@ extra_only=${BENCH_EXTRA_ONLY:-^n10k-k1000-sat\$}
 # A partial matrix does not replace the tables of a full one.
 if [ -n "$only" ] || [ -n "${BENCH_SERVERS:-}" ]; then update_doc=${BENCH_DOC:-0}; fi
 fixed_deliveries=${BENCH_FIXED_DELIVERIES:-50000}
-fixed_max_events=${BENCH_FIXED_MAX_EVENTS:-1000}
+fixed_max_events=${BENCH_FIXED_MAX_EVENTS:-500}
 sat_max_events=${BENCH_SAT_MAX_EVENTS:-500000}
 partitions=${BENCH_PARTITIONS:-3}
 embedded_partitions=${BENCH_EMBEDDED_PARTITIONS:-128}

@@ -155,7 +155,7 @@ impl Outbox {
         let mut total = 0;
         while !self.queue.is_empty() {
             let result = match self.gatherable() {
-                2.. => self.send_gathered(&socket),
+                frames @ 2.. => self.send_gathered(&socket, frames),
                 _ if self.queue.len() <= SHORT_IOV => self.send_front::<SHORT_IOV>(&socket),
                 _ => self.send_front::<MAX_IOV>(&socket),
             };
@@ -197,15 +197,12 @@ impl Outbox {
             .count()
     }
 
-    /// One non-blocking `send` of the front frames that fit in
-    /// [`GATHER_BYTES`], copied into the shard's gather buffer.
-    fn send_gathered(&self, socket: &SockRef<'_>) -> io::Result<usize> {
+    /// One non-blocking `send` of the first `frames` frames (as counted by
+    /// [`Self::gatherable`]), copied into the shard's gather buffer.
+    fn send_gathered(&self, socket: &SockRef<'_>, frames: usize) -> io::Result<usize> {
         GATHER.with_borrow_mut(|gather| {
             gather.clear();
-            for rest in self.unwritten() {
-                if gather.len() + rest.len() > GATHER_BYTES {
-                    break;
-                }
+            for rest in self.unwritten().take(frames) {
                 gather.extend_from_slice(rest);
             }
             socket.send_with_flags(gather, SEND_FLAGS)
@@ -294,8 +291,9 @@ mod tests {
     #[test]
     fn a_queue_of_small_frames_longer_than_one_gather_goes_out_whole_and_in_order() {
         let frames = 3 * GATHER_BYTES / 5 + MAX_IOV + 1;
-        let got = write_all_through_a_socket((0..frames).map(|i| Bytes::from(format!("{:05}", i % 100_000))));
-        let expected: String = (0..frames).map(|i| format!("{:05}", i % 100_000)).collect();
+        let frame = |i: usize| format!("{:05}", i % 100_000);
+        let got = write_all_through_a_socket((0..frames).map(|i| Bytes::from(frame(i))));
+        let expected: String = (0..frames).map(frame).collect();
         assert!(
             got == expected.as_bytes(),
             "the bytes read differ from the frames queued"

@@ -77,6 +77,14 @@
 #   BENCH_RUN_NAME          directory under bench-results/ [<date>-<host>];
 #                           an existing one is replaced
 #   BENCH_SERVER_CPU / BENCH_LOAD_CPU  cores [1 / 0]
+#   BENCH_GUEST_PAGES       hold: on a VM guest that hands freed pages back
+#                           to its host (see "guest memory" below), keep
+#                           them in the guest while the bench runs and
+#                           restore the setting at exit; leave: change
+#                           nothing [hold]
+#   BENCH_WARM_MIB          MiB written through /dev/shm and deleted before
+#                           each run when holding, so the pages the run's
+#                           socket buffers take are backed [2048]
 #   BENCH_DOC               0 leaves BENCHMARKS.md alone [1; quick,
 #                           BENCH_ONLY or BENCH_SERVERS: 0]
 #   FANOUT_TANSU            tansu binary [$HOME/.cache/fanout/tansu/bin/tansu]
@@ -119,6 +127,8 @@ topic=booking.created
 server_cpu=${BENCH_SERVER_CPU:-1}
 load_cpu=${BENCH_LOAD_CPU:-0}
 tansu=${FANOUT_TANSU:-$HOME/.cache/fanout/tansu/bin/tansu}
+guest_pages=${BENCH_GUEST_PAGES:-hold}
+warm_mib=${BENCH_WARM_MIB:-2048}
 drain=2s
 # A slow server may need minutes to deliver a saturation burst that the
 # broker took in seconds.
@@ -133,6 +143,8 @@ done
 [ "$(nproc --all)" -ge 2 ] || die "needs at least 2 CPUs (server and loadtest on separate cores)"
 [ -x "$tansu" ] || die "no tansu at $tansu (run scripts/deps-up.sh)"
 if [ "$perf_on" = 1 ]; then command -v perf >/dev/null || die "BENCH_PERF=1 needs perf"; fi
+case "$guest_pages" in hold | leave) ;; *) die "BENCH_GUEST_PAGES is hold or leave, not $guest_pages" ;; esac
+[[ $warm_mib =~ ^[0-9]+$ ]] || die "BENCH_WARM_MIB is a number of MiB, not $warm_mib"
 for s in "${servers[@]}"; do
     case "$s" in fanout | uws | ws | fanout-embedded | uws-socket) ;; *) die "unknown server $s in BENCH_SERVERS" ;; esac
 done
@@ -188,7 +200,81 @@ stop_broker() {
     fi
 }
 
+# ------------------------------------------------------------ guest memory
+
+# A VM guest with free page reporting (virtio-balloon; the kernel's
+# /sys/module/page_reporting) hands pages it frees back to its host within
+# seconds, and the first write to such a page once it is reused costs a
+# host page fault. On the 2-core guest of BENCHMARKS.md, dd of 1 GiB into
+# /dev/shm took 3.2 s into such pages against 0.69 s into pages freed a
+# moment before. A server pays that for every page of socket buffer its
+# writes fill, and on loopback its writes fill the receiver's queue too, so
+# at saturation the faster server fills and pays more. A dedicated host has
+# no such cost. "hold" raises the time a freed page must stay free before it
+# is reported to the largest the kernel takes (that knob, min_free_ms, is
+# not in every kernel: without it the bench only warms), and before each run
+# writes warm_mib through /dev/shm, the same for every server. raw/guest.tsv
+# keeps, per run, what the guest reported and the peak of TCP memory.
+reporting=/sys/module/page_reporting/parameters
+saved_min_free_ms=""
+warm_file=/dev/shm/fanout-bench-warm.$$
+
+guest_hold() {
+    [ "$guest_pages" = hold ] && [ -w "$reporting/min_free_ms" ] || return 0
+    saved_min_free_ms=$(cat "$reporting/min_free_ms")
+    local ms
+    for ms in 300000 60000 10000; do
+        if echo "$ms" >"$reporting/min_free_ms" 2>/dev/null; then return 0; fi
+    done
+    saved_min_free_ms=""
+}
+
+guest_release() {
+    [ -n "$saved_min_free_ms" ] || return 0
+    echo "$saved_min_free_ms" >"$reporting/min_free_ms" 2>/dev/null || true
+    saved_min_free_ms=""
+}
+
+guest_state() {
+    if [ ! -d "$reporting" ]; then
+        echo "no free page reporting"
+        return
+    fi
+    local f out=""
+    for f in "$reporting"/*; do out+="$(basename "$f")=$(cat "$f" 2>/dev/null) "; done
+    echo "free page reporting: $out(mode $guest_pages)"
+}
+
+# Backs warm_mib of free pages: what a write takes, then frees.
+guest_warm() {
+    [ "$guest_pages" = hold ] && [ "$warm_mib" -gt 0 ] || return 0
+    taskset -c "$load_cpu" dd if=/dev/zero of="$warm_file" bs=1M count="$warm_mib" status=none 2>/dev/null ||
+        echo "bench: could not write $warm_mib MiB to /dev/shm; runs go unwarmed" >&2
+    rm -f "$warm_file"
+}
+
+reported_kib() { cat "$reporting/reported_kib" 2>/dev/null || echo 0; }
+
+tcp_mem_pages() { awk '$1 == "TCP:" { print $NF }' /proc/net/sockstat; }
+
+# Peak of the kernel's TCP memory, in pages, every 0.2 s into file $1.
+tcp_mem_sampler() {
+    local peak=0 m
+    while :; do
+        m=$(tcp_mem_pages)
+        if [ "$m" -gt "$peak" ]; then
+            peak=$m
+            echo "$peak" >"$1"
+        fi
+        sleep 0.2
+    done
+}
+sampler_pid=""
+
 cleanup() {
+    if [ -n "$sampler_pid" ]; then kill "$sampler_pid" 2>/dev/null || true; fi
+    rm -f "$warm_file"
+    guest_release
     if [ -n "$perf_pid" ]; then
         kill -INT "$perf_pid" 2>/dev/null || true
         wait "$perf_pid" 2>/dev/null || true
@@ -220,6 +306,7 @@ if [ -e "$out" ]; then
     rm -rf "$out"
 fi
 mkdir -p "$raw" "$out/plots"
+guest_hold
 
 clk_tck=$(getconf CLK_TCK)
 time_bin=""
@@ -245,6 +332,7 @@ fi
     echo "tansu: $("$tansu" --version)"
     echo "server cpu: $server_cpu"
     echo "loadtest cpu: $load_cpu"
+    echo "guest memory: $(guest_state)"
     echo "broker cpu: $load_cpu"
     echo "settings: repeat=$repeat quick=$quick duration=$duration hold=$hold drain=$drain" \
         "drain_max=$drain_max fixed_deliveries=$fixed_deliveries fixed_max_events=$fixed_max_events" \
@@ -261,6 +349,7 @@ echo "${env_desc}scripts/bench.sh" >"$raw/invocation.txt"
 : >"$raw/commands.txt"
 printf 'run\tscenario\tserver\trepeat\tmode\tn\tk\trate\tevents\texit\twall_s\tloadtest_cpu_s\tserver_cpu_s\tbroker_cpu_s\tcores_busy_s\n' \
     >"$raw/runs.tsv"
+printf 'run\treported_to_host_mib\ttcp_mem_peak_mib\n' >"$raw/guest.tsv"
 
 # ------------------------------------------------------------- measuring
 
@@ -442,7 +531,12 @@ run_point() {
     echo "$run loadtest: ${lt[*]}" >>"$raw/commands.txt"
     local timer=()
     [ -n "$time_bin" ] && timer=("$time_bin" -f '%e %U %S' -o "$raw/$run.time")
-    local srv0 brk0 cores0 t0 t1
+    local srv0 brk0 cores0 t0 t1 reported0
+    guest_warm
+    reported0=$(reported_kib)
+    rm -f "$raw/$run.tcpmem"
+    tcp_mem_sampler "$raw/$run.tcpmem" &
+    sampler_pid=$!
     srv0=$(proc_ticks "$server_pid")
     # fanout's embedded broker is librdkafka's mock cluster, one thread named
     # rdk:mock in fanout's process; tansu is a process of its own.
@@ -471,6 +565,13 @@ run_point() {
         brk1=$(proc_ticks "$broker_pid")
     fi
     cores1=$(cores_ticks)
+    kill "$sampler_pid" 2>/dev/null || true
+    wait "$sampler_pid" 2>/dev/null || true
+    sampler_pid=""
+    printf '%s\t%s\t%s\n' "$run" "$((($(reported_kib) - reported0) / 1024))" \
+        "$(($(cat "$raw/$run.tcpmem" 2>/dev/null || echo 0) * $(getconf PAGESIZE) / 1048576))" \
+        >>"$raw/guest.tsv"
+    rm -f "$raw/$run.tcpmem"
     if [ -n "$perf_pid" ]; then
         kill -INT "$perf_pid" 2>/dev/null || true
         wait "$perf_pid" 2>/dev/null || true

@@ -245,12 +245,19 @@ guest_state() {
     echo "free page reporting: $out(mode $guest_pages)"
 }
 
-# Backs warm_mib of free pages: what a write takes, then frees.
+# Backs warm_mib of free pages: what a write takes, then frees. Prints the
+# seconds the write took (slow when the pages it got were the host's).
 guest_warm() {
-    [ "$guest_pages" = hold ] && [ "$warm_mib" -gt 0 ] || return 0
+    if [ "$guest_pages" != hold ] || [ "$warm_mib" = 0 ]; then
+        echo "-"
+        return 0
+    fi
+    local t0
+    t0=$(date +%s.%N)
     taskset -c "$load_cpu" dd if=/dev/zero of="$warm_file" bs=1M count="$warm_mib" status=none 2>/dev/null ||
         echo "bench: could not write $warm_mib MiB to /dev/shm; runs go unwarmed" >&2
     rm -f "$warm_file"
+    awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'
 }
 
 reported_kib() { cat "$reporting/reported_kib" 2>/dev/null || echo 0; }
@@ -349,7 +356,7 @@ echo "${env_desc}scripts/bench.sh" >"$raw/invocation.txt"
 : >"$raw/commands.txt"
 printf 'run\tscenario\tserver\trepeat\tmode\tn\tk\trate\tevents\texit\twall_s\tloadtest_cpu_s\tserver_cpu_s\tbroker_cpu_s\tcores_busy_s\n' \
     >"$raw/runs.tsv"
-printf 'run\treported_to_host_mib\ttcp_mem_peak_mib\n' >"$raw/guest.tsv"
+printf 'run\twarm_s\treported_to_host_mib\ttcp_mem_peak_mib\n' >"$raw/guest.tsv"
 
 # ------------------------------------------------------------- measuring
 
@@ -531,12 +538,15 @@ run_point() {
     echo "$run loadtest: ${lt[*]}" >>"$raw/commands.txt"
     local timer=()
     [ -n "$time_bin" ] && timer=("$time_bin" -f '%e %U %S' -o "$raw/$run.time")
-    local srv0 brk0 cores0 t0 t1 reported0
-    guest_warm
+    local srv0 brk0 cores0 t0 t1 reported0 warm_s
+    warm_s=$(guest_warm)
     reported0=$(reported_kib)
     rm -f "$raw/$run.tcpmem"
+    # On the load core: nothing of the harness runs on the server's core.
+    taskset -c "$load_cpu" true # fail here, not silently in the background
     tcp_mem_sampler "$raw/$run.tcpmem" &
     sampler_pid=$!
+    taskset -p -c "$load_cpu" "$sampler_pid" >/dev/null
     srv0=$(proc_ticks "$server_pid")
     # fanout's embedded broker is librdkafka's mock cluster, one thread named
     # rdk:mock in fanout's process; tansu is a process of its own.
@@ -568,7 +578,7 @@ run_point() {
     kill "$sampler_pid" 2>/dev/null || true
     wait "$sampler_pid" 2>/dev/null || true
     sampler_pid=""
-    printf '%s\t%s\t%s\n' "$run" "$((($(reported_kib) - reported0) / 1024))" \
+    printf '%s\t%s\t%s\t%s\n' "$run" "$warm_s" "$((($(reported_kib) - reported0) / 1024))" \
         "$(($(cat "$raw/$run.tcpmem" 2>/dev/null || echo 0) * $(getconf PAGESIZE) / 1048576))" \
         >>"$raw/guest.tsv"
     rm -f "$raw/$run.tcpmem"

@@ -74,9 +74,17 @@
 #                           during each loaded run, top symbols into
 #                           raw/<run>.perf.txt (adds overhead; off in the
 #                           tables' runs) [0]
+#   BENCH_COUNT             1: perf stat counts the server's context switches
+#                           and socket-write system calls (send, sendto,
+#                           sendmsg, write, writev) over each loaded run,
+#                           into raw/counts.tsv (tracing the syscalls costs
+#                           the server a little; off in the tables' runs) [0]
 #   BENCH_RUN_NAME          directory under bench-results/ [<date>-<host>];
 #                           an existing one is replaced
 #   BENCH_SERVER_CPU / BENCH_LOAD_CPU  cores [1 / 0]
+#   BENCH_FANOUT_ARGS       extra flags for fanout, for trying a setting
+#                           against the default (e.g. '--max-flush-delay
+#                           10ms'); recorded in raw/commands.txt [none]
 #   BENCH_GUEST_PAGES       hold: on a VM guest that hands freed pages back
 #                           to its host (see "guest memory" below), keep
 #                           them in the guest while the bench runs and
@@ -123,6 +131,8 @@ partitions=${BENCH_PARTITIONS:-3}
 embedded_partitions=${BENCH_EMBEDDED_PARTITIONS:-128}
 max_wait_ms=${BENCH_MAX_WAIT_MS:-10}
 perf_on=${BENCH_PERF:-0}
+count_on=${BENCH_COUNT:-0}
+read -r -a fanout_args <<<"${BENCH_FANOUT_ARGS:-}"
 topic=booking.created
 server_cpu=${BENCH_SERVER_CPU:-1}
 load_cpu=${BENCH_LOAD_CPU:-0}
@@ -142,7 +152,9 @@ for tool in taskset python3 node cargo timeout curl; do
 done
 [ "$(nproc --all)" -ge 2 ] || die "needs at least 2 CPUs (server and loadtest on separate cores)"
 [ -x "$tansu" ] || die "no tansu at $tansu (run scripts/deps-up.sh)"
-if [ "$perf_on" = 1 ]; then command -v perf >/dev/null || die "BENCH_PERF=1 needs perf"; fi
+if [ "$perf_on" = 1 ] || [ "$count_on" = 1 ]; then
+    command -v perf >/dev/null || die "BENCH_PERF=1 and BENCH_COUNT=1 need perf"
+fi
 case "$guest_pages" in hold | leave) ;; *) die "BENCH_GUEST_PAGES is hold or leave, not $guest_pages" ;; esac
 [[ $warm_mib =~ ^[0-9]+$ ]] || die "BENCH_WARM_MIB is a number of MiB, not $warm_mib"
 for s in "${servers[@]}"; do
@@ -170,6 +182,7 @@ broker_pid=""
 broker_dir=""
 loadtest_pid=""
 perf_pid=""
+count_pid=""
 
 # stop_pid PID: TERM, up to 10 s, then KILL.
 stop_pid() {
@@ -286,6 +299,10 @@ cleanup() {
         kill -INT "$perf_pid" 2>/dev/null || true
         wait "$perf_pid" 2>/dev/null || true
     fi
+    if [ -n "$count_pid" ]; then
+        kill -INT "$count_pid" 2>/dev/null || true
+        wait "$count_pid" 2>/dev/null || true
+    fi
     if [ -n "$loadtest_pid" ]; then
         kill -TERM "$loadtest_pid" 2>/dev/null || true
         wait "$loadtest_pid" 2>/dev/null || true
@@ -345,7 +362,7 @@ fi
         "drain_max=$drain_max fixed_deliveries=$fixed_deliveries fixed_max_events=$fixed_max_events" \
         "sat_deliveries=$sat_deliveries sat_max_events=$sat_max_events partitions=$partitions" \
         "embedded_partitions=$embedded_partitions max_wait_ms=$max_wait_ms idle_conns=$idle_conns" \
-        "servers=${servers[*]} extra_only=$extra_only perf=$perf_on only=${only:-all}"
+        "servers=${servers[*]} extra_only=$extra_only perf=$perf_on count=$count_on only=${only:-all}"
     echo
     echo "lscpu:"
     lscpu
@@ -357,6 +374,7 @@ echo "${env_desc}scripts/bench.sh" >"$raw/invocation.txt"
 printf 'run\tscenario\tserver\trepeat\tmode\tn\tk\trate\tevents\texit\twall_s\tloadtest_cpu_s\tserver_cpu_s\tbroker_cpu_s\tcores_busy_s\n' \
     >"$raw/runs.tsv"
 printf 'run\twarm_s\treported_to_host_mib\ttcp_mem_peak_mib\n' >"$raw/guest.tsv"
+[ "$count_on" = 1 ] && printf 'run\tcontext_switches\tsocket_writes\n' >"$raw/counts.tsv"
 
 # ------------------------------------------------------------- measuring
 
@@ -441,12 +459,12 @@ start_server() {
         fanout)
             cmd=(taskset -c "$server_cpu" target/release/fanout "${tansu_opts[@]}"
                 --topics "$topic" --kafka-opt "fetch.wait.max.ms=$max_wait_ms" --listen 127.0.0.1 --port 0
-                --shards 1 --ingest-core "$server_cpu" --no-pin)
+                --shards 1 --ingest-core "$server_cpu" --no-pin "${fanout_args[@]}")
             pattern='fanout' ;;
         fanout-embedded)
             cmd=(taskset -c "$server_cpu" target/release/fanout --kafka-brokers embedded
                 --topics "$topic" --embedded-partitions "$embedded_partitions" --listen 127.0.0.1 --port 0
-                --shards 1 --ingest-core "$server_cpu" --no-pin)
+                --shards 1 --ingest-core "$server_cpu" --no-pin "${fanout_args[@]}")
             pattern='fanout' ;;
         uws)
             cmd=(taskset -c "$server_cpu" node loadtest/peer-uws/server.js --host 127.0.0.1 --port 0
@@ -561,6 +579,11 @@ run_point() {
             >"$raw/$run.perf.log" 2>&1 &
         perf_pid=$!
     fi
+    if [ "$count_on" = 1 ] && [ "$mode" != idle ]; then
+        perf stat -x, -o "$raw/$run.count.txt" -p "$server_pid" -e "$count_events" \
+            >/dev/null 2>&1 &
+        count_pid=$!
+    fi
     t0=$(date +%s.%N)
     timeout -k 10 "$run_timeout" "${timer[@]}" "${lt[@]}" >"$raw/$run.row.md" 2>"$raw/$run.loadtest.log" &
     loadtest_pid=$!
@@ -575,6 +598,12 @@ run_point() {
         brk1=$(proc_ticks "$broker_pid")
     fi
     cores1=$(cores_ticks)
+    if [ -n "$count_pid" ]; then
+        kill -INT "$count_pid" 2>/dev/null || true
+        wait "$count_pid" 2>/dev/null || true
+        count_pid=""
+        count_row "$run"
+    fi
     kill "$sampler_pid" 2>/dev/null || true
     wait "$sampler_pid" 2>/dev/null || true
     sampler_pid=""
@@ -622,8 +651,22 @@ run_point() {
     sleep 1
 }
 
+count_events=context-switches,syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg
+count_events+=,syscalls:sys_enter_write,syscalls:sys_enter_writev
+
+# One line of raw/counts.tsv from perf stat's CSV: context switches, then
+# the socket-write calls summed.
+count_row() {
+    local run=$1
+    awk -F, -v run="$run" '
+        $3 == "context-switches" { cs = $1 }
+        $3 ~ /^syscalls:sys_enter_/ { writes += $1 }
+        END { printf "%s\t%s\t%s\n", run, cs, writes }' "$raw/$run.count.txt" >>"$raw/counts.tsv"
+}
+
 # Top of a run's profile: self time by shared object (the kernel's share of
-# the samples is the [kernel.kallsyms] line) and by thread and symbol.
+# the samples is the [kernel.kallsyms] line), by thread, and by thread and
+# symbol.
 perf_summary() {
     local run=$1 data="$raw/$1.perf.data"
     [ -s "$data" ] || { echo "bench: $run: perf recorded nothing; see $raw/$run.perf.log" >&2; return 0; }
@@ -631,6 +674,8 @@ perf_summary() {
         echo "# perf record -e cpu-clock -F 999 -g -p <server pid> over the loadtest run"
         # awk, not head: under pipefail a closed pipe would fail the script.
         perf report -i "$data" --stdio --no-children --sort dso -g none 2>/dev/null | awk 'NF && n++ < 20'
+        echo
+        perf report -i "$data" --stdio --no-children --sort comm -g none 2>/dev/null | awk 'NF && n++ < 20'
         echo
         perf report -i "$data" --stdio --no-children --sort comm,sym -g none --percent-limit 0.5 \
             2>/dev/null | awk 'NF && n++ < 60'

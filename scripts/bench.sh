@@ -184,6 +184,12 @@ loadtest_pid=""
 perf_pid=""
 count_pid=""
 
+# interrupt_pid PID: INT (perf writes its data on it), then wait.
+interrupt_pid() {
+    kill -INT "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
 # stop_pid PID: TERM, up to 10 s, then KILL.
 stop_pid() {
     local pid=$1
@@ -227,7 +233,8 @@ stop_broker() {
 # is reported to the largest the kernel takes (that knob, min_free_ms, is
 # not in every kernel: without it the bench only warms), and before each run
 # writes warm_mib through /dev/shm, the same for every server. raw/guest.tsv
-# keeps, per run, what the guest reported and the peak of TCP memory.
+# keeps, per run, how long that write took, what the guest reported and
+# the peak of TCP memory.
 reporting=/sys/module/page_reporting/parameters
 saved_min_free_ms=""
 warm_file=/dev/shm/fanout-bench-warm.$$
@@ -277,9 +284,11 @@ reported_kib() { cat "$reporting/reported_kib" 2>/dev/null || echo 0; }
 
 tcp_mem_pages() { awk '$1 == "TCP:" { print $NF }' /proc/net/sockstat; }
 
-# Peak of the kernel's TCP memory, in pages, every 0.2 s into file $1.
+# Peak of the kernel's TCP memory, in pages, every 0.2 s into file $1. Runs
+# on the load core: nothing of the harness runs on the server's core.
 tcp_mem_sampler() {
     local peak=0 m
+    taskset -p -c "$load_cpu" "$BASHPID" >/dev/null
     while :; do
         m=$(tcp_mem_pages)
         if [ "$m" -gt "$peak" ]; then
@@ -295,14 +304,8 @@ cleanup() {
     if [ -n "$sampler_pid" ]; then kill "$sampler_pid" 2>/dev/null || true; fi
     rm -f "$warm_file"
     guest_release
-    if [ -n "$perf_pid" ]; then
-        kill -INT "$perf_pid" 2>/dev/null || true
-        wait "$perf_pid" 2>/dev/null || true
-    fi
-    if [ -n "$count_pid" ]; then
-        kill -INT "$count_pid" 2>/dev/null || true
-        wait "$count_pid" 2>/dev/null || true
-    fi
+    if [ -n "$perf_pid" ]; then interrupt_pid "$perf_pid"; fi
+    if [ -n "$count_pid" ]; then interrupt_pid "$count_pid"; fi
     if [ -n "$loadtest_pid" ]; then
         kill -TERM "$loadtest_pid" 2>/dev/null || true
         wait "$loadtest_pid" 2>/dev/null || true
@@ -356,8 +359,8 @@ fi
     echo "tansu: $("$tansu" --version)"
     echo "server cpu: $server_cpu"
     echo "loadtest cpu: $load_cpu"
-    echo "guest memory: $(guest_state)"
     echo "broker cpu: $load_cpu"
+    echo "guest memory: $(guest_state)"
     echo "settings: repeat=$repeat quick=$quick duration=$duration hold=$hold drain=$drain" \
         "drain_max=$drain_max fixed_deliveries=$fixed_deliveries fixed_max_events=$fixed_max_events" \
         "sat_deliveries=$sat_deliveries sat_max_events=$sat_max_events partitions=$partitions" \
@@ -560,11 +563,8 @@ run_point() {
     warm_s=$(guest_warm)
     reported0=$(reported_kib)
     rm -f "$raw/$run.tcpmem"
-    # On the load core: nothing of the harness runs on the server's core.
-    taskset -c "$load_cpu" true # fail here, not silently in the background
     tcp_mem_sampler "$raw/$run.tcpmem" &
     sampler_pid=$!
-    taskset -p -c "$load_cpu" "$sampler_pid" >/dev/null
     srv0=$(proc_ticks "$server_pid")
     # fanout's embedded broker is librdkafka's mock cluster, one thread named
     # rdk:mock in fanout's process; tansu is a process of its own.
@@ -599,8 +599,7 @@ run_point() {
     fi
     cores1=$(cores_ticks)
     if [ -n "$count_pid" ]; then
-        kill -INT "$count_pid" 2>/dev/null || true
-        wait "$count_pid" 2>/dev/null || true
+        interrupt_pid "$count_pid"
         count_pid=""
         count_row "$run"
     fi
@@ -612,8 +611,7 @@ run_point() {
         >>"$raw/guest.tsv"
     rm -f "$raw/$run.tcpmem"
     if [ -n "$perf_pid" ]; then
-        kill -INT "$perf_pid" 2>/dev/null || true
-        wait "$perf_pid" 2>/dev/null || true
+        interrupt_pid "$perf_pid"
         perf_pid=""
         perf_summary "$run"
     fi
